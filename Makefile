@@ -1,0 +1,46 @@
+# One-command set-up, run and test. Everything installs into .venv.
+#   make run    set up, then run the whole pipeline on the built-in synthetic data
+#   make test   set up, then run the test suite (includes the smoke workflow end to end)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+CONFIG ?= config/config.yaml
+# A CPU build of torch is installed first so that the package's torch requirement
+# is already met and pip does not fetch the (several GB) CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run smoke test lint report benchmark clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG)
+
+smoke: setup
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/smoke.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/snakemake --lint
+
+report: setup
+	$(BIN)/snakemake --profile profiles/local --configfile $(CONFIG) --report results/report.zip
+
+benchmark: setup
+	$(BIN)/python benchmarks/bench_metrics.py --out benchmarks/results/metrics.json
+	$(BIN)/python benchmarks/bench_registration.py --out benchmarks/results/registration.json
+
+clean:
+	rm -rf results .snakemake

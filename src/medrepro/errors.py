@@ -1,0 +1,22 @@
+"""Errors that name the offending file and what is wrong with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedreproError(Exception):
+    """Base class for every error the pipeline raises on purpose."""
+
+
+class DataError(MedreproError):
+    """A data file is missing, unreadable or not what its format promises."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ConfigError(MedreproError):
+    """A configuration value is invalid."""

@@ -1,0 +1,72 @@
+# Chest X-ray evaluation: every method registers the same test pairs; Dice, HD
+# and ASSD per pair and class (medpy 0.4.0 definitions).
+
+
+rule chest_evaluate_learned:
+    """Register the test pairs with a trained network (images only) and score the warped masks."""
+    input:
+        arrays=rules.chest_prealign.output.arrays,
+        split=rules.chest_split.output.split,
+        model=rules.chest_train_registration.output.model,
+    output:
+        scores=f"{RESULTS}/chest/{{dataset}}/eval/{{method}}.csv",
+        example=f"{RESULTS}/chest/{{dataset}}/eval/{{method}}.example.npz",
+    wildcard_constraints:
+        method=one_of(LEARNED_METHODS),
+    params:
+        method=lambda wc: wc.method,
+        example_pair=CHEST["figures"]["example_pair"],
+    threads: 2
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/chest_evaluate_learned/{{dataset}}_{{method}}.log",
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/chest_evaluate_learned.py"
+
+
+rule chest_evaluate_unregistered:
+    """Scores after similarity pre-alignment only (the 'Unregistered' row)."""
+    input:
+        arrays=rules.chest_prealign.output.arrays,
+        split=rules.chest_split.output.split,
+    output:
+        scores=f"{RESULTS}/chest/{{dataset}}/eval/Unregistered.csv",
+        example=f"{RESULTS}/chest/{{dataset}}/eval/Unregistered.example.npz",
+    params:
+        method="Unregistered",
+        example_pair=CHEST["figures"]["example_pair"],
+    log:
+        f"{RESULTS}/logs/chest_evaluate_unregistered/{{dataset}}.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/chest_evaluate_unregistered.py"
+
+
+rule chest_evaluate_elastix:
+    """The SimpleElastix B-spline baseline on every test pair, with the published parameters."""
+    input:
+        arrays=rules.chest_prealign.output.arrays,
+        split=rules.chest_split.output.split,
+    output:
+        scores=f"{RESULTS}/chest/{{dataset}}/eval/SimpleElastix.csv",
+        example=f"{RESULTS}/chest/{{dataset}}/eval/SimpleElastix.example.npz",
+    params:
+        method="SimpleElastix",
+        seed=config["seed"],
+        example_pair=CHEST["figures"]["example_pair"],
+        grid_spacing=CHEST["elastix_bspline"]["grid_spacing"],
+        iterations=CHEST["elastix_bspline"]["iterations"],
+        resolutions=CHEST["elastix_bspline"]["resolutions"],
+        spatial_samples=CHEST["elastix_bspline"]["spatial_samples"],
+        elastix_log_dir=lambda wc: f"{RESULTS}/logs/chest_evaluate_elastix/{wc.dataset}_elastix",
+    threads: 2
+    log:
+        f"{RESULTS}/logs/chest_evaluate_elastix/{{dataset}}.log",
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/chest_evaluate_elastix.py"
