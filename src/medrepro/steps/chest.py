@@ -223,10 +223,10 @@ def evaluate_elastix(job: Job) -> None:
     moving, fixed, pairs = _test_pairs(arrays, job.input.split)
     pmap = with_overrides(load_parameter_map("bspline"), grid_spacing=p.grid_spacing, iterations=p.iterations,
                           resolutions=p.resolutions, spatial_samples=p.spatial_samples, seed=p.seed)
-    spacing = arrays.spacing[fixed[0]]
-    spacing = None if np.isnan(spacing).any() else tuple(spacing)
+    # The published step length and bending-energy weight are in pixel units (the authors registered
+    # PNG files), so elastix sees unit spacing here; distances are converted to mm when scoring.
     warped_labels, warped_images, seconds = bspline_register_pairs(
-        arrays.images, arrays.labels, list(zip(moving.tolist(), fixed.tolist())), pmap, spacing=spacing,
+        arrays.images, arrays.labels, list(zip(moving.tolist(), fixed.tolist())), pmap, spacing=None,
         threads=job.threads, log_dir=p.elastix_log_dir)
     _score_and_save(job, arrays, pairs, moving, fixed, warped_labels, warped_images, float(np.mean(seconds)))
 

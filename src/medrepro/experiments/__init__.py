@@ -1,0 +1,1 @@
+"""Stand-alone experiments of the study that are not part of model training."""

@@ -1,0 +1,40 @@
+"""Device choice and seeding for training and inference."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from medrepro.errors import ConfigError
+
+
+def pick_device(prefer: str = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:N"``: exactly that."""
+    if prefer == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(prefer)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {prefer!r}; use 'auto', 'cpu' or 'cuda'") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {prefer!r} requested but CUDA is not available here")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {prefer!r}; use 'auto', 'cpu' or 'cuda'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy's global generator and torch (CPU and every GPU).
+
+    cuDNN is asked for deterministic kernels. CPU training is then bit-for-bit
+    reproducible for a fixed thread count; on a GPU the backward pass of
+    ``grid_sample`` accumulates with atomic adds, so GPU runs agree only to
+    floating-point rounding.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
