@@ -89,7 +89,9 @@ rule chest_prealign:
         resolutions=CHEST["prealign"]["resolutions"],
         spatial_samples=CHEST["prealign"]["spatial_samples"],
         elastix_log_dir=lambda wc: f"{RESULTS}/logs/chest_prealign/{wc.dataset}_elastix",
-    threads: 2
+    # elastix runs single-threaded: multi-threaded runs crashed (SIGSEGV) on small pyramid levels,
+    # and datasets are pre-aligned in parallel jobs instead.
+    threads: 1
     log:
         f"{RESULTS}/logs/chest_prealign/{{dataset}}.log",
     conda:

@@ -16,7 +16,7 @@ rule chest_evaluate_learned:
     params:
         method=lambda wc: wc.method,
         example_pair=CHEST["figures"]["example_pair"],
-    threads: 2
+    threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:
@@ -63,7 +63,8 @@ rule chest_evaluate_elastix:
         resolutions=CHEST["elastix_bspline"]["resolutions"],
         spatial_samples=CHEST["elastix_bspline"]["spatial_samples"],
         elastix_log_dir=lambda wc: f"{RESULTS}/logs/chest_evaluate_elastix/{wc.dataset}_elastix",
-    threads: 2
+    # Single-threaded elastix (see chest_prealign); datasets run in parallel jobs.
+    threads: 1
     log:
         f"{RESULTS}/logs/chest_evaluate_elastix/{{dataset}}.log",
     conda:

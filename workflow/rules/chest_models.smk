@@ -19,7 +19,7 @@ rule chest_train_autoencoder:
         noise_p=CHEST["autoencoder"]["noise_p"],
         checkpoint_every=CHEST["autoencoder"]["checkpoint_every"],
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/autoencoder.ckpt",
-    threads: 2
+    threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:
@@ -52,7 +52,7 @@ rule chest_train_registration:
         lambda_ae=CHEST["registration"]["lambda_ae"],
         checkpoint_every=CHEST["registration"]["checkpoint_every"],
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/{wc.method}.ckpt",
-    threads: 2
+    threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:

@@ -55,15 +55,14 @@ def _record_user_copy(job: Job) -> None:
 
 
 def convert(job: Job) -> None:
-    from medrepro.io.chest import convert_dataset
+    from medrepro.io.chest import iter_dataset
     from medrepro.io.common import save_subjects
 
     p = job.params
     _record_user_copy(job)
-    subjects = convert_dataset(p.dataset, Path(p.raw_dir), p.spacing_mm)
-    with atomic_dir(job.output.converted) as tmp:
-        save_subjects(subjects, tmp)
-    log.info("converted %d %s subjects", len(subjects), p.dataset)
+    with atomic_dir(job.output.converted) as tmp:  # streamed: real sets do not fit in memory at once
+        table = save_subjects(iter_dataset(p.dataset, Path(p.raw_dir), p.spacing_mm), tmp)
+    log.info("converted %d %s subjects", len(table), p.dataset)
 
 
 def prealign(job: Job) -> None:
