@@ -287,7 +287,8 @@ def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
         code = rec["code"]
         dirty = {True: "dirty", False: "clean", None: "unknown"}[code.get("git_dirty")]
         lines.append(f"{pad}  code medrepro {code['medrepro']} git {code.get('git_commit')} ({dirty} tree)")
-        lines.append(f"{pad}  seed {rec.get('seed')}  params {json.dumps(rec['params'], sort_keys=True)}")
+        seed = f"seed {rec['seed']}  " if rec.get("seed") is not None else ""
+        lines.append(f"{pad}  {seed}params {json.dumps(rec['params'], sort_keys=True)}")
         host = rec["host"]
         where = host["hostname"] + (f" slurm job {host['slurm_job_id']} node {host.get('slurm_node')}"
                                     if host.get("slurm_job_id") else "")
@@ -295,6 +296,9 @@ def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
         if verbose_packages:
             pk = ", ".join(f"{k} {v}" for k, v in rec["packages"].items() if v)
             lines.append(f"{pad}  packages {pk}")
+        if rec.get("extra", {}).get("device"):
+            lines.append(f"{pad}  device {rec['extra']['device']}")
         for inp in step["inputs"]:
-            lines.append(f"{pad}  input {inp['path']}  sha256 {inp['sha256']}")
+            files = f"  ({inp['n_files']} files, each hashed in the record)" if inp.get("type") == "directory" else ""
+            lines.append(f"{pad}  input {inp['path']}  sha256 {inp['sha256']}{files}")
     return "\n".join(lines)

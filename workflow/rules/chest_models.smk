@@ -50,6 +50,7 @@ rule chest_train_registration:
         lambda_r=CHEST["registration"]["lambda_r"],
         lambda_ce=CHEST["registration"]["lambda_ce"],
         lambda_ae=CHEST["registration"]["lambda_ae"],
+        ce_epsilon=CHEST["registration"]["ce_epsilon"],
         checkpoint_every=CHEST["registration"]["checkpoint_every"],
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/{wc.method}.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes

@@ -142,7 +142,7 @@ def train_registration(job: Job) -> None:
     summary = train(train_set.images, train_set.labels, method=p.method,
                     n_classes=n_classes(job.wildcards.dataset), autoencoder_path=autoencoder, steps=p.steps,
                     batch_size=p.batch_size, lr=p.learning_rate, lambda_r=p.lambda_r, lambda_ce=p.lambda_ce,
-                    lambda_ae=p.lambda_ae, seed=p.seed, device=device, checkpoint_path=p.checkpoint,
+                    lambda_ae=p.lambda_ae, ce_epsilon=p.ce_epsilon, seed=p.seed, device=device, checkpoint_path=p.checkpoint,
                     log_csv=job.output.losses, out_path=job.output.model, checkpoint_every=p.checkpoint_every,
                     val_images=val_set.images, val_labels=val_set.labels, threads=job.threads)
     job.extra["training"] = summary

@@ -113,6 +113,7 @@ def train_registration(
     lambda_r: float = 5e-5,
     lambda_ce: float = 1.0,
     lambda_ae: float = 0.1,
+    ce_epsilon: float = 1e-7,
     seed: int = 0,
     device: str | torch.device = "auto",
     checkpoint_path: str | Path,
@@ -174,7 +175,8 @@ def train_registration(
     config = {
         "kind": REGISTRATION_KIND, "method": method, "n_classes": int(n_classes), "size": int(size),
         "batch_size": int(batch_size), "lr": float(lr), "lambda_r": float(lambda_r),
-        "lambda_ce": float(lambda_ce), "lambda_ae": float(lambda_ae), "seed": int(seed),
+        "lambda_ce": float(lambda_ce), "lambda_ae": float(lambda_ae), "ce_epsilon": float(ce_epsilon),
+        "seed": int(seed),
         "steps_per_epoch": int(steps_per_epoch), "log_every": int(log_every),
         "val_every": int(val_every or steps_per_epoch) if has_val else None,
         "data_sha256": array_fingerprint(images, labels),
@@ -187,7 +189,7 @@ def train_registration(
     model = VectorCNN().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
-    loss_fn = RegistrationLoss(method, lambda_r, lambda_ce, lambda_ae, encoder=encoder)
+    loss_fn = RegistrationLoss(method, lambda_r, lambda_ce, lambda_ae, encoder=encoder, ce_epsilon=ce_epsilon)
     train_loss = _PairLoss(model, loss_fn, _image_tensor(images, device), _label_tensor(labels, device), n_classes)
 
     def train_step(step: int) -> dict[str, float]:
