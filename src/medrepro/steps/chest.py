@@ -107,45 +107,46 @@ def _fold(arrays, split_path: str, fold: str):
 
 
 # ------------------------------------------------------------------- models
-def train_autoencoder(job: Job) -> None:
+def _training_inputs(job: Job):
+    """Training and validation folds of the pre-aligned set, and the device the job runs on."""
     from medrepro.io.arrays import load_prealigned
-    from medrepro.io.chest import n_classes
-    from medrepro.train.autoencoder import train_autoencoder as train
     from medrepro.train.device import pick_device
 
-    p = job.params
     arrays = load_prealigned(job.input.arrays)
-    train_set, val_set = _fold(arrays, job.input.split, "train"), _fold(arrays, job.input.split, "val")
     device = pick_device()
     job.extra["device"] = str(device)
-    summary = train(train_set.labels, n_classes(job.wildcards.dataset), steps=p.steps, batch_size=p.batch_size,
-                    lr=p.learning_rate, noise_p=p.noise_p, seed=p.seed, device=device,
-                    checkpoint_path=p.checkpoint, log_csv=job.output.losses, out_path=job.output.model,
-                    checkpoint_every=p.checkpoint_every, val_labels=val_set.labels, threads=job.threads)
-    job.extra["training"] = summary
+    return _fold(arrays, job.input.split, "train"), _fold(arrays, job.input.split, "val"), device
+
+
+def train_autoencoder(job: Job) -> None:
+    from medrepro.io.chest import n_classes
+    from medrepro.train.autoencoder import train_autoencoder as train
+
+    p = job.params
+    train_set, val_set, device = _training_inputs(job)
+    job.extra["training"] = train(
+        train_set.labels, n_classes(job.wildcards.dataset), steps=p.steps, batch_size=p.batch_size,
+        lr=p.learning_rate, noise_p=p.noise_p, seed=p.seed, device=device, checkpoint_path=p.checkpoint,
+        log_csv=job.output.losses, out_path=job.output.model, checkpoint_every=p.checkpoint_every,
+        val_labels=val_set.labels, threads=job.threads)
 
 
 def train_registration(job: Job) -> None:
-    from medrepro.io.arrays import load_prealigned
     from medrepro.io.chest import n_classes
-    from medrepro.train.device import pick_device
     from medrepro.train.registration import train_registration as train
 
     p = job.params
-    arrays = load_prealigned(job.input.arrays)
-    train_set, val_set = _fold(arrays, job.input.split, "train"), _fold(arrays, job.input.split, "val")
-    device = pick_device()
-    job.extra["device"] = str(device)
-    autoencoder = job.input.autoencoder or None
+    train_set, val_set, device = _training_inputs(job)
+    autoencoder = job.input.autoencoder  # an empty list for the variants without L_ae
     if isinstance(autoencoder, list):
         autoencoder = autoencoder[0] if autoencoder else None
-    summary = train(train_set.images, train_set.labels, method=p.method,
-                    n_classes=n_classes(job.wildcards.dataset), autoencoder_path=autoencoder, steps=p.steps,
-                    batch_size=p.batch_size, lr=p.learning_rate, lambda_r=p.lambda_r, lambda_ce=p.lambda_ce,
-                    lambda_ae=p.lambda_ae, ce_epsilon=p.ce_epsilon, seed=p.seed, device=device, checkpoint_path=p.checkpoint,
-                    log_csv=job.output.losses, out_path=job.output.model, checkpoint_every=p.checkpoint_every,
-                    val_images=val_set.images, val_labels=val_set.labels, threads=job.threads)
-    job.extra["training"] = summary
+    job.extra["training"] = train(
+        train_set.images, train_set.labels, method=p.method, n_classes=n_classes(job.wildcards.dataset),
+        autoencoder_path=autoencoder, steps=p.steps, batch_size=p.batch_size, lr=p.learning_rate,
+        lambda_r=p.lambda_r, lambda_ce=p.lambda_ce, lambda_ae=p.lambda_ae, ce_epsilon=p.ce_epsilon, seed=p.seed,
+        device=device, checkpoint_path=p.checkpoint, log_csv=job.output.losses, out_path=job.output.model,
+        checkpoint_every=p.checkpoint_every, val_images=val_set.images, val_labels=val_set.labels,
+        threads=job.threads)
 
 
 # --------------------------------------------------------------- evaluation
