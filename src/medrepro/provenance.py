@@ -247,7 +247,9 @@ def cell_value(table_path: str | Path, row: str, column: str, key_columns: list[
     keys = table[key_columns].astype(str).agg("/".join, axis=1)
     hits = table[keys == row]
     if hits.empty:
-        raise MedreproError(f"{table_path}: no row {row!r}; rows are {sorted(keys)}")
+        rows = sorted(keys)
+        shown = ", ".join(rows[:12]) + (f", ... ({len(rows)} rows)" if len(rows) > 12 else "")
+        raise MedreproError(f"{table_path}: no row {row!r} (key columns {'/'.join(key_columns)}); rows: {shown}")
     return row, hits.iloc[0][column]
 
 
