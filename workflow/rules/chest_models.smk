@@ -17,6 +17,7 @@ rule chest_train_autoencoder:
         batch_size=CHEST["autoencoder"]["batch_size"],
         learning_rate=CHEST["autoencoder"]["learning_rate"],
         noise_p=CHEST["autoencoder"]["noise_p"],
+        augmented_masks=CHEST["autoencoder"]["augmented_masks"],
         checkpoint_every=CHEST["autoencoder"]["checkpoint_every"],
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/autoencoder.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes

@@ -122,10 +122,14 @@ def train_autoencoder(job: Job) -> None:
     from medrepro.io.chest import n_classes
     from medrepro.train.autoencoder import train_autoencoder as train
 
+    from medrepro.preprocess.augment import augment_masks
+
     p = job.params
     train_set, val_set, device = _training_inputs(job)
+    masks = np.concatenate([train_set.labels, augment_masks(train_set.labels, p.augmented_masks, p.seed)])
+    log.info("autoencoder trains on %d masks (%d of them shape variants)", len(masks), p.augmented_masks)
     job.extra["training"] = train(
-        train_set.labels, n_classes(job.wildcards.dataset), steps=p.steps, batch_size=p.batch_size,
+        masks, n_classes(job.wildcards.dataset), steps=p.steps, batch_size=p.batch_size,
         lr=p.learning_rate, noise_p=p.noise_p, seed=p.seed, device=device, checkpoint_path=p.checkpoint,
         log_csv=job.output.losses, out_path=job.output.model, checkpoint_every=p.checkpoint_every,
         val_labels=val_set.labels, threads=job.threads)
@@ -313,7 +317,8 @@ def figure_anatomical_loss(job: Job) -> None:
 
     p = job.params
     arrays = load_prealigned(job.input.arrays)
-    masks = _fold(arrays, job.input.split, "train").labels
+    # Training and validation masks only (never the test fold): the reduced runs have fewer than 20 training masks.
+    masks = np.concatenate([_fold(arrays, job.input.split, "train").labels, _fold(arrays, job.input.split, "val").labels])
     rng = np.random.default_rng(p.seed)
     chosen = masks[np.sort(rng.choice(len(masks), size=min(p.n_masks, len(masks)), replace=False))]
     autoencoder = load_autoencoder(job.input.autoencoder, torch.device("cpu"))
