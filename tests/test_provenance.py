@@ -122,3 +122,27 @@ def test_slurm_environment_is_recorded(monkeypatch):
     monkeypatch.setenv("SLURMD_NODENAME", "gpu-node-3")
     host = provenance.execution_host()
     assert host["slurm_job_id"] == "4242" and host["slurm_node"] == "gpu-node-3"
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    from medrepro.atomic import atomic_dir, write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "inner").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    from medrepro.atomic import atomic_path
+
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out.csv") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
