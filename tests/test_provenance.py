@@ -146,3 +146,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("partial")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_file_digest_is_recomputed_when_the_file_changes(tmp_path):
+    from medrepro.hashing import sha256_file
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc")
+    assert sha256_file(path) == hashlib.sha256(b"abc").hexdigest()
+    path.write_bytes(b"abcd")  # new size, so a new memo key
+    assert sha256_file(path) == hashlib.sha256(b"abcd").hexdigest()

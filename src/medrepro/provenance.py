@@ -27,6 +27,7 @@ from typing import Iterable
 
 from medrepro.atomic import write_json
 from medrepro.errors import MedreproError
+from medrepro.hashing import sha256_file
 
 RECORD_VERSION = 1
 TRACKED_PACKAGES = (
@@ -36,14 +37,6 @@ TRACKED_PACKAGES = (
 
 
 # ----------------------------------------------------------------- hashing
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_path(path: str | Path) -> dict:
     """sha256 of a file, or of a directory's sorted (relative path, sha256) list."""
     p = Path(path)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from medrepro.atomic import atomic_path
 from medrepro.errors import ConfigError, DataError
+from medrepro.hashing import sha256_file
 from medrepro.io import jsrt, montgomery, shenzhen
 
 log = logging.getLogger(__name__)
@@ -149,15 +150,6 @@ def instructions(dataset: str, raw_root: str | Path, parts: tuple[int, ...] | No
 
 
 # ---------------------------------------------------------------- checksums and manifests
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _manifest_files(root: Path, manifest_path: Path) -> list[Path]:

@@ -290,12 +290,12 @@ def figure_examples(job: Job) -> None:
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
     examples = []
     for dataset in job.params.datasets:
-        first = np.load(job.input[f"{dataset}/{methods[0]}"])
-        example = {"dataset": dataset, "moving_image": first["moving_image"], "fixed_image": first["fixed_image"],
-                   "moving_labels": first["moving_labels"], "fixed_labels": first["fixed_labels"], "methods": {}}
-        for method in methods:
-            data = np.load(job.input[f"{dataset}/{method}"])
-            example["methods"][method] = {"warped_image": data["warped_image"], "warped_labels": data["warped_labels"]}
+        loaded = {method: np.load(job.input[f"{dataset}/{method}"]) for method in methods}
+        pair = loaded[methods[0]]  # every method registered the same example pair
+        example = {"dataset": dataset, **{key: pair[key] for key in
+                                          ("moving_image", "fixed_image", "moving_labels", "fixed_labels")}}
+        example["methods"] = {method: {"warped_image": data["warped_image"], "warped_labels": data["warped_labels"]}
+                              for method, data in loaded.items()}
         examples.append(example)
     plot_registration_examples(examples, job.output.png)
 

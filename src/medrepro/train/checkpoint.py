@@ -161,14 +161,6 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:
     """Rewrite the whole loss log CSV atomically (missing values are left empty)."""
     table = pd.DataFrame(list(rows), columns=columns)

@@ -21,7 +21,8 @@ from medrepro.nn.losses import RegistrationLoss, check_method, uses_ae
 from medrepro.nn.networks import VectorCNN, count_parameters
 from medrepro.nn.warp import to_onehot, warp, warp_labels, warp_onehot
 from medrepro.train.autoencoder import check_label_stack, load_autoencoder, resolve_device
-from medrepro.train.checkpoint import array_fingerprint, file_sha256, load_torch, run_resumable_training
+from medrepro.hashing import sha256_file
+from medrepro.train.checkpoint import array_fingerprint, load_torch, run_resumable_training
 from medrepro.train.device import seed_everything
 
 __all__ = [
@@ -182,7 +183,7 @@ def train_registration(
         "data_sha256": array_fingerprint(images, labels),
         "val_sha256": array_fingerprint(val_images, val_labels) if has_val else None,
         "val_pairs": int(val_pairs) if has_val else None,
-        "autoencoder_sha256": file_sha256(autoencoder_path) if encoder is not None else None,
+        "autoencoder_sha256": sha256_file(autoencoder_path) if encoder is not None else None,
     }
 
     seed_everything(seed)
