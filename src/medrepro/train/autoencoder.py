@@ -23,7 +23,7 @@ from medrepro.nn.networks import DOWNSAMPLING, MaskAutoencoder, count_parameters
 from medrepro.nn.noise import corrupt_borders
 from medrepro.nn.warp import to_onehot
 from medrepro.train.checkpoint import array_fingerprint, load_torch, run_resumable_training
-from medrepro.train.device import pick_device, seed_everything
+from medrepro.train.device import pick_device, place, seed_everything
 
 AUTOENCODER_KIND = "MaskAutoencoder"
 LOG_COLUMNS = ["step", "epoch", "split", "total", "ce"]
@@ -143,7 +143,7 @@ def train_autoencoder(
     }
 
     seed_everything(seed)
-    model = MaskAutoencoder(n_classes, size, code_dim).to(device)
+    model = place(MaskAutoencoder(n_classes, size, code_dim), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
 
@@ -188,4 +188,4 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Ma
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit the recorded architecture: {exc}") from exc
     model.config = dict(config)
-    return freeze(model.to(resolve_device(device)))
+    return freeze(place(model, resolve_device(device)))

@@ -23,7 +23,7 @@ from medrepro.nn.warp import to_onehot, warp, warp_labels, warp_onehot
 from medrepro.train.autoencoder import check_label_stack, load_autoencoder, resolve_device
 from medrepro.hashing import sha256_file
 from medrepro.train.checkpoint import array_fingerprint, load_torch, run_resumable_training
-from medrepro.train.device import seed_everything
+from medrepro.train.device import place, seed_everything
 
 __all__ = [
     "train_registration", "load_registration_model", "load_autoencoder",
@@ -187,7 +187,7 @@ def train_registration(
     }
 
     seed_everything(seed)
-    model = VectorCNN().to(device)
+    model = place(VectorCNN(), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     loss_fn = RegistrationLoss(method, lambda_r, lambda_ce, lambda_ae, encoder=encoder, ce_epsilon=ce_epsilon)
@@ -240,7 +240,7 @@ def load_registration_model(path: str | Path, device: str | torch.device = "cpu"
     except RuntimeError as exc:
         raise DataError(path, f"weights do not fit VectorCNN: {exc}") from exc
     model.config = dict(payload["config"])
-    return model.to(resolve_device(device)).eval()
+    return place(model, resolve_device(device)).eval()
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -263,7 +263,7 @@ def register_batch(
     if moving.shape != fixed.shape or moving.ndim != 3:
         raise ValueError(f"moving {moving.shape} and fixed {fixed.shape} must be equal (P, S, S) stacks")
     device = _model_device(model) if device is None else resolve_device(device)
-    model = model.to(device).eval()
+    model = place(model, device).eval()
     out = np.empty((len(moving), 2, *moving.shape[1:]), dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(moving), batch_size):
