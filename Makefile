@@ -41,6 +41,8 @@ report: setup
 benchmark: setup
 	$(BIN)/python benchmarks/bench_metrics.py --out benchmarks/results/metrics.json
 	$(BIN)/python benchmarks/bench_registration.py --out benchmarks/results/registration.json
+	$(BIN)/python benchmarks/bench_multiatlas.py --out benchmarks/results/multiatlas.json
+	$(BIN)/python benchmarks/bench_planning.py --out benchmarks/results/planning.json
 
 clean:
 	rm -rf results .snakemake

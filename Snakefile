@@ -22,7 +22,15 @@ include: "workflow/rules/chest_evaluation.smk"
 include: "workflow/rules/chest_report.smk"
 
 
+if CXR14:
+
+    include: "workflow/rules/cxr14_data.smk"
+    include: "workflow/rules/cxr14_applications.smk"
+    include: "workflow/rules/cxr14_report.smk"
+
+
 rule all:
     input:
         chest_registration_outputs(),
+        cxr14_outputs(),
     default_target: True

@@ -1,6 +1,7 @@
-"""Small chest-like test images shared by the registration tests."""
+"""Small chest-like test images and a stand-in registration model, shared by the tests."""
 
 import numpy as np
+import torch
 from scipy import ndimage as ndi
 
 
@@ -23,3 +24,18 @@ def make_phantom(size: int = 112, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     image = np.where(np.isin(labels, (1, 2)), 0.25 + 0.1 * texture, image)
     image = np.where(labels == 3, 0.8 + 0.05 * texture, image)
     return np.clip(ndi.gaussian_filter(image, 1.0), 0, 1).astype(np.float32), labels
+
+
+class ConstantField(torch.nn.Module):
+    """A stand-in registration model: the same displacement (d_x, d_y) for every pair, recording its inputs."""
+
+    def __init__(self, dx: float = 0.0, dy: float = 0.0):
+        super().__init__()
+        self.dx, self.dy = dx, dy
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def forward(self, moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+        self.calls.append((moving[:, 0].numpy().copy(), fixed[:, 0].numpy().copy()))
+        field = torch.zeros(moving.shape[0], 2, *moving.shape[-2:])
+        field[:, 0], field[:, 1] = self.dx, self.dy
+        return field

@@ -22,9 +22,11 @@ from medrepro.preprocess.prealign import (
     choose_reference,
     lung_field_fraction,
     pad_to_square,
+    prealign_images,
     prealign_subjects,
     resize_image,
     resize_labels,
+    working_image,
 )
 from medrepro.registration import elastix as E
 from phantoms import make_phantom
@@ -191,6 +193,42 @@ def test_prealign_brings_the_moved_copy_onto_the_reference(prealigned_run):
     for label in (1, 2, 3):
         assert dice(moved_labels == label, ref_labels == label) > 0.9
     assert np.corrcoef(arrays["images"][0].ravel(), arrays["images"][1].ravel())[0, 1] > 0.95
+
+
+def test_unlabelled_images_land_on_the_prealigned_grid(prealigned_run):
+    """New images (no labels) pre-aligned onto the same reference match the labelled pipeline's result."""
+    subjects, arrays, _ = prealigned_run
+    reference = working_image(subjects[1].image, 64)
+    pmap = E.with_overrides(E.load_parameter_map("similarity"), iterations=200, seed=0)
+    images, rows = prealign_images([("moved", subjects[0].image), ("blank", np.zeros((70, 90), np.float32))],
+                                   reference, out_size=48, work_size=64, parameter_map=pmap, threads=1,
+                                   progress=False, total=2)
+    assert images.shape == (2, 48, 48) and images.dtype == np.float32 and (images[1] == 0).all()
+    assert np.corrcoef(images[0].ravel(), arrays["images"][0].ravel())[0, 1] > 0.99
+    assert np.corrcoef(images[0].ravel(), arrays["images"][1].ravel())[0, 1] > 0.95
+    assert [r["name"] for r in rows] == ["moved", "blank"]
+    assert rows[0]["aligned"] and abs(rows[0]["angle_deg"]) > 1
+
+
+def test_an_image_elastix_fails_on_is_kept_unaligned(monkeypatch):
+    """One failing registration in a 1000-image shard must not stop it: the image is flagged instead."""
+    def failing(*args, **kwargs):
+        raise RuntimeError("itk::ExceptionObject: too many samples map outside moving image buffer")
+
+    monkeypatch.setattr(E, "register", failing)
+    image = np.linspace(0, 1, 40 * 40, dtype=np.float32).reshape(40, 40)
+    images, rows = prealign_images([("bad", image)], working_image(image, 32), out_size=16, work_size=32,
+                                   parameter_map={}, progress=False)
+    assert not rows[0]["aligned"] and rows[0]["scale"] == 1.0
+    np.testing.assert_allclose(images[0], resize_image(working_image(image, 32), 16), atol=1e-6)
+
+
+def test_working_image_pads_then_resizes():
+    image = np.ones((30, 60), np.float32)
+    work = working_image(image, 20)
+    assert work.shape == (20, 20) and work[:5].max() == 0 and work[10].min() == 1
+    with pytest.raises(ValueError, match="2-D"):
+        working_image(np.ones((2, 3, 4)), 20)
 
 
 def test_prealign_at_native_size(prealigned_run):

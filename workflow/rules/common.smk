@@ -45,6 +45,7 @@ def chest_dir(dataset):
 
 wildcard_constraints:
     dataset=one_of(CHEST_DATASETS),
+    shard=r"\d+",
 
 
 # Chest X-ray study inputs that depend on the configuration.
@@ -84,3 +85,47 @@ def chest_registration_outputs():
     if chest_datasets_with_source("synthetic"):
         outputs += list(rules.chest_figure_synthetic.output)
     return outputs
+
+
+# ChestX-ray14 applications: planned only when the config has a cxr14 section.
+
+CXR14 = config.get("cxr14")
+CXR14_NAME = "ChestX-ray14"
+
+
+def cxr14_shards():
+    """Shard names; their number is fixed by the config, so a 112,120-image run is planned without the images."""
+    if not CXR14:
+        return []
+    n_shards = -(-CXR14["n_images"] // CXR14["shard_size"])
+    return [f"{i:04d}" for i in range(n_shards)]
+
+
+def cxr14_raw_dir():
+    return CXR14["raw_dir"] if CXR14["source"] == "verify" else f"{RESULTS}/raw/{CXR14_NAME}"
+
+
+def cxr14_raw_input(wildcards):
+    return [] if CXR14["source"] == "verify" else [cxr14_raw_dir()]
+
+
+def cxr14_atlas_file(name):
+    """A file of the atlas dataset's registration study (models, pre-aligned arrays, folds)."""
+    return f"{chest_dir(CXR14['atlas_dataset'])}/{name}"
+
+
+def cxr14_segmentations():
+    return expand(f"{RESULTS}/cxr14/shards/{{shard}}/segmentation.npz", shard=cxr14_shards())
+
+
+def cxr14_outputs():
+    if not CXR14:
+        return []
+    return [
+        *rules.cxr14_cohort.output,
+        *rules.cxr14_svm.output,
+        *rules.cxr14_rca_validation.output,
+        *rules.cxr14_figure_rca.output,
+        *rules.cxr14_figure_published_rca.output,
+        *rules.cxr14_figure_rca_validation.output,
+    ]

@@ -32,7 +32,7 @@ from pathlib import Path
 from medrepro.atomic import atomic_path
 from medrepro.errors import ConfigError, DataError
 from medrepro.hashing import sha256_file
-from medrepro.io import jsrt, montgomery, shenzhen
+from medrepro.io import cxr14, jsrt, montgomery, shenzhen
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,8 @@ def check_layout(dataset: str, raw_root: str | Path) -> dict:
 
     Returns counts (``images``, ``masks`` and, for Shenzhen, ``without_mask``).
     """
-    checks = {"JSRT": _check_jsrt, "Montgomery": _check_montgomery, "Shenzhen": _check_shenzhen}
+    checks = {"JSRT": _check_jsrt, "Montgomery": _check_montgomery, "Shenzhen": _check_shenzhen,
+              "ChestX-ray14": cxr14.check_layout}
     if dataset not in checks:
         raise ConfigError(f"unknown chest dataset {dataset!r}; expected one of {', '.join(checks)}")
     return checks[dataset](Path(raw_root))

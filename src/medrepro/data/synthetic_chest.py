@@ -78,6 +78,8 @@ LOOKS: dict[str, DatasetLook] = {
     "JSRT": DatasetLook((2048, 2048), (2048, 2048), 0.175, 0.74, 0.46, 154 / 247, 1.0, 0.0),
     "Montgomery": DatasetLook((1223, 1005), (4892, 4020), 0.0875, 0.72, 0.42, 58 / 138, 1.0, 0.0),
     "Shenzhen": DatasetLook((1000, 1000), (3000, 3000), None, 0.72, 0.45, 336 / 662, 566 / 662, 0.08),
+    # 1024 x 1024 downsamplings of originals such as 2992 x 2991 at 0.143 mm; no masks, no lesions
+    "ChestX-ray14": DatasetLook((1024, 1024), (2991, 2992), 0.143, 0.68, 0.46, 0.0, 0.0, 0.0),
 }
 
 
@@ -510,15 +512,21 @@ def _subject_shape(look: DatasetLook, size: tuple[int, int], rng: np.random.Gene
 
 
 def sample_subject(
-    dataset: str, name: str, abnormal: bool, seed: int, image_size: tuple[int, int] | None = None
+    dataset: str, name: str, abnormal: bool, seed: int, image_size: tuple[int, int] | None = None,
+    ctr_target: float | None = None,
 ) -> SyntheticSubject:
-    """All random choices for one subject (geometry, pose, lesions, exposure), without rendering."""
+    """All random choices for one subject (geometry, pose, lesions, exposure), without rendering.
+
+    ``ctr_target`` replaces the sampled cardiothoracic ratio (the draw still
+    happens, so every other choice stays the same).
+    """
     look = LOOKS[dataset]
     rng = subject_rng(seed, name)
     shape = _subject_shape(look, tuple(image_size or look.default_size), rng)
     sex = "F" if rng.random() < 0.5 else "M"
     age = int(np.clip(rng.normal(50, 16), 16, 89))
-    ctr_target = float(np.clip(rng.normal(0.442, 0.052), 0.33, 0.66))
+    sampled_ctr = float(np.clip(rng.normal(0.442, 0.052), 0.33, 0.66))
+    ctr_target = sampled_ctr if ctr_target is None else float(ctr_target)
     anatomy = sample_anatomy(rng, sex, ctr_target)
     placement = Placement(shape, look, Deformation.sample(rng), Pose.sample(rng, shape))
     lesions = _sample_lesions(rng, dataset, abnormal, anatomy)

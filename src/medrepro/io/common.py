@@ -94,13 +94,19 @@ def save_subjects(subjects: Iterable[Subject], directory: str | Path) -> pd.Data
     return table
 
 
-def load_subjects(directory: str | Path) -> list[Subject]:
-    """Read a converted dataset directory back."""
+def load_subjects(directory: str | Path, names: Iterable[str] | None = None) -> list[Subject]:
+    """Read a converted dataset directory back (only ``names``, in table order, when given)."""
     directory = Path(directory)
     table_path = directory / "subjects.csv"
     if not table_path.exists():
         raise DataError(table_path, "missing: not a converted dataset directory")
-    table = pd.read_csv(table_path)
+    table = pd.read_csv(table_path, dtype={"name": str})
+    if names is not None:
+        wanted = set(names)
+        missing = wanted - set(table["name"])
+        if missing:
+            raise DataError(table_path, f"no subject(s) {sorted(missing)[:5]} in the converted dataset")
+        table = table[table["name"].isin(wanted)]
     subjects = []
     for row in table.to_dict("records"):
         name = str(row.pop("name"))

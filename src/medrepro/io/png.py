@@ -35,7 +35,7 @@ TWELVE_BIT_MAX = 4095
 _GREY_PALETTE = [value for level in range(256) for value in (level, level, level)]
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
     """Open and fully decode an image, turning every PIL failure into a DataError."""
     try:
         with Image.open(path) as img:
@@ -114,7 +114,7 @@ def grey_array(img: Image.Image, path: str | Path) -> np.ndarray:
 def read_grey(path: str | Path) -> np.ndarray:
     """Read a PNG or GIF as a 2-D uint8 or uint16 array (one grey channel)."""
     path = Path(path)
-    return grey_array(_open(path), path)
+    return grey_array(open_image(path), path)
 
 
 def normalise_grey(array: np.ndarray, path: str | Path | None = None) -> np.ndarray:

@@ -29,7 +29,7 @@ import sys
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -288,6 +288,10 @@ def _align_one(subject: Subject, ref_image: np.ndarray, work_size: int | None, p
     image, labels = _working_copy(subject, work_size)
     result = elastix.register(ref_image, image, pmap, log_dir=log_dir, threads=threads)
     warped_labels = elastix.transform_labels(labels, result.transform)
+    return _clip_to(result.warped, image), warped_labels, _similarity_row(result)
+
+
+def _similarity_row(result: elastix.RegistrationResult) -> dict:
     row = {"seconds": result.seconds}
     try:
         found = elastix.similarity_parameters(result.transform)
@@ -296,7 +300,56 @@ def _align_one(subject: Subject, ref_image: np.ndarray, work_size: int | None, p
     except ValueError:  # a non-similarity map was configured: nothing to tabulate
         row = {"scale": math.nan, "angle_deg": math.nan, "translation_row": math.nan,
                "translation_col": math.nan, **row}
-    return _clip_to(result.warped, image), warped_labels, row
+    return row
+
+
+def working_image(image: np.ndarray, work_size: int | None) -> np.ndarray:
+    """``image`` padded to a square and resized to ``work_size``: the frame elastix works in."""
+    _check_size("work_size", work_size, allow_none=True)
+    if image.ndim != 2 or not np.isfinite(image).all():
+        raise ValueError(f"expected a finite 2-D image, got shape {image.shape}")
+    square, _ = pad_to_square(image.astype(np.float32), np.zeros(image.shape, dtype=np.uint8))
+    return square if work_size is None else resize_image(square, work_size)
+
+
+def prealign_images(
+    images: Iterable[tuple[str, np.ndarray]],
+    ref_image: np.ndarray,
+    out_size: int,
+    work_size: int | None,
+    parameter_map: Mapping[str, Sequence[str]],
+    threads: int | None = None,
+    progress: bool = True,
+    total: int | None = None,
+) -> tuple[np.ndarray, list[dict]]:
+    """Pre-align unlabelled ``(name, image)`` pairs onto ``ref_image``, as :func:`prealign_subjects` does.
+
+    ``ref_image`` is the reference already in the working frame
+    (:func:`working_image` at ``work_size``), so new images land on the same
+    grid as a pre-aligned dataset (the atlases of multi-atlas segmentation).
+    Images are consumed one at a time, so a shard of a large set never sits in
+    memory at native size. Returns (N, S, S) float32 and one row of similarity
+    parameters per image; an image elastix fails on is kept unaligned
+    (``aligned`` False), so that quality control, not a crash, deals with it.
+    """
+    _check_size("out_size", out_size)
+    aligned, rows = [], []
+    for name, image in tqdm(images, desc="similarity pre-alignment", unit="image", total=total,
+                            file=sys.stderr, disable=not progress):
+        work = working_image(image, work_size)
+        if work.shape != ref_image.shape:
+            raise DataError(name, f"working frame {work.shape} differs from the reference's {ref_image.shape}")
+        try:
+            result = elastix.register(ref_image, work, parameter_map, threads=threads)
+        except RuntimeError as exc:  # e.g. a blank image: one bad image must not stop a large run
+            log.warning("%s: elastix failed (%s); kept unaligned", name, str(exc).strip().splitlines()[-1:])
+            aligned.append(_clip_to(resize_image(work, out_size), work))
+            rows.append({"name": name, "aligned": False, **_identity_row()})
+            continue
+        aligned.append(_clip_to(resize_image(_clip_to(result.warped, work), out_size), work))
+        rows.append({"name": name, "aligned": True, **_similarity_row(result)})
+    stack = np.stack(aligned) if aligned else np.empty((0, out_size, out_size), dtype=np.float32)
+    return stack.astype(np.float32, copy=False), rows
 
 
 # ------------------------------------------------------------ deformable baseline

@@ -82,14 +82,14 @@ def _label_overlay(labels: np.ndarray) -> tuple[np.ndarray, ListedColormap]:
     return np.ma.masked_equal(labels, 0), ListedColormap(colours)
 
 
-def _draw_contours(ax, labels: np.ndarray, **kwargs) -> None:
+def draw_contours(ax, labels: np.ndarray, **kwargs) -> None:
     for label in np.unique(labels):
         if label == 0:
             continue
         ax.contour(labels == label, levels=[0.5], colors=[LABEL_COLOURS.get(int(label), "#8c564b")], **kwargs)
 
 
-def _show_image(ax, image: np.ndarray) -> None:
+def show_image(ax, image: np.ndarray) -> None:
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -99,7 +99,7 @@ def _show_labels(ax, labels: np.ndarray, fixed_labels: np.ndarray) -> None:
     overlay, cmap = _label_overlay(labels)
     ax.imshow(np.zeros_like(labels, dtype=float), cmap="gray", vmin=0, vmax=1)
     ax.imshow(overlay, cmap=cmap, vmin=0, vmax=cmap.N - 1, alpha=0.6, interpolation="nearest")
-    _draw_contours(ax, fixed_labels, linewidths=0.8, linestyles="dashed")
+    draw_contours(ax, fixed_labels, linewidths=0.8, linestyles="dashed")
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -108,16 +108,16 @@ def _dataset_block(subfig, example: Mapping) -> None:
     methods = list(example["methods"].items())
     axes = np.atleast_2d(subfig.subplots(len(methods) + 1, 2))
     fixed_labels = np.asarray(example["fixed_labels"])
-    _show_image(axes[0, 0], np.asarray(example["moving_image"]))
-    _draw_contours(axes[0, 0], np.asarray(example["moving_labels"]), linewidths=0.8)
+    show_image(axes[0, 0], np.asarray(example["moving_image"]))
+    draw_contours(axes[0, 0], np.asarray(example["moving_labels"]), linewidths=0.8)
     axes[0, 0].set_title("moving", fontsize=9)
-    _show_image(axes[0, 1], np.asarray(example["fixed_image"]))
-    _draw_contours(axes[0, 1], fixed_labels, linewidths=0.8)
+    show_image(axes[0, 1], np.asarray(example["fixed_image"]))
+    draw_contours(axes[0, 1], fixed_labels, linewidths=0.8)
     axes[0, 1].set_title("fixed", fontsize=9)
     axes[0, 0].set_ylabel("input", fontsize=9)
     for row, (method, result) in enumerate(methods, start=1):
-        _show_image(axes[row, 0], np.asarray(result["warped_image"]))
-        _draw_contours(axes[row, 0], fixed_labels, linewidths=0.8)
+        show_image(axes[row, 0], np.asarray(result["warped_image"]))
+        draw_contours(axes[row, 0], fixed_labels, linewidths=0.8)
         _show_labels(axes[row, 1], np.asarray(result["warped_labels"]), fixed_labels)
         axes[row, 0].set_ylabel(display_method(method), fontsize=9)
         if row == 1:
