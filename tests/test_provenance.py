@@ -124,6 +124,19 @@ def test_slurm_environment_is_recorded(monkeypatch):
     assert host["slurm_job_id"] == "4242" and host["slurm_node"] == "gpu-node-3"
 
 
+def test_slurm_allocation_is_recorded_only_when_present(monkeypatch):
+    for _, env in provenance.SLURM_HOST_VARIABLES:
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert set(provenance.execution_host()) == {"hostname", "platform", "cpu_count"}
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
+    monkeypatch.setenv("SLURM_GPUS_ON_NODE", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    host = provenance.execution_host()
+    assert (host["slurm_job_partition"], host["slurm_gpus_on_node"], host["cuda_visible_devices"]) == ("gpu", "1", "0")
+
+
 def test_atomic_outputs_get_the_usual_permissions(tmp_path):
     from medrepro.atomic import atomic_dir, write_text
 

@@ -2,6 +2,7 @@
 
     medrepro provenance results/tables/chest_registration.csv --row JSRT/AC-RegNet --column dsc_mean
     medrepro provenance results/tables/chest_registration.csv --row JSRT/AC-RegNet --column dsc_mean --json
+    medrepro provenance --export results/provenance.crate.zip --results results
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def _default_provenance_dir(table: Path) -> Path:
 def cmd_provenance(args: argparse.Namespace) -> int:
     from medrepro.provenance import explain_cell, format_explanation, normpath
 
+    if args.export:
+        return cmd_export(args)
+    missing = [name for name, value in (("TABLE", args.table), ("--row", args.row), ("--column", args.column))
+               if value is None]
+    if missing:
+        args.parser.error(f"missing {', '.join(missing)} (required unless --export is given)")
     table = Path(args.table)
     if not table.exists():
         raise MedreproError(f"{table}: no such table")
@@ -37,19 +44,39 @@ def cmd_provenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import time
+
+    from medrepro.crate import export_crate
+
+    if args.table or args.row or args.column:
+        args.parser.error("--export writes the whole run; it takes no TABLE, --row or --column")
+    results = Path(args.results) if args.results else (
+        Path(args.provenance_dir).parent if args.provenance_dir else Path("results"))
+    prov_dir = Path(args.provenance_dir) if args.provenance_dir else results / "provenance"
+    start = time.perf_counter()
+    out = export_crate(prov_dir, args.export, results_dir=results)
+    print(f"{out}: Workflow Run RO-Crate, {out.stat().st_size / 1e6:.2f} MB, "
+          f"written in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrepro", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     prov = sub.add_parser("provenance", help="trace a table cell back to the data, code and settings that made it")
-    prov.add_argument("table", help="a generated table (CSV)")
-    prov.add_argument("--row", required=True, help="row key, the table's key columns joined by '/', e.g. JSRT/AC-RegNet")
-    prov.add_argument("--column", required=True, help="column name, e.g. dsc_mean")
+    prov.add_argument("table", nargs="?", help="a generated table (CSV); not with --export")
+    prov.add_argument("--row", help="row key, the table's key columns joined by '/', e.g. JSRT/AC-RegNet")
+    prov.add_argument("--column", help="column name, e.g. dsc_mean")
     prov.add_argument("--provenance-dir", help="records directory (default: <results>/provenance)")
     prov.add_argument("--json", action="store_true", help="machine-readable output")
     prov.add_argument("--full", action="store_true", help="with --json: include every full job record")
     prov.add_argument("--brief", action="store_true", help="omit package versions")
-    prov.set_defaults(func=cmd_provenance)
+    prov.add_argument("--export", metavar="ZIP",
+                      help="write every record of the run as a Workflow Run RO-Crate zip instead")
+    prov.add_argument("--results", help="with --export: the results directory (default: results)")
+    prov.set_defaults(func=cmd_provenance, parser=prov)
     return parser
 
 

@@ -4,10 +4,10 @@ Each job run through :func:`medrepro.steps.run` writes a JSON record under
 ``<results>/provenance/jobs/`` once its outputs are complete. A record names
 the rule and wildcards, every input and output with its sha256, the params
 (the config values the rule was given), the seed, the code version (git commit
-and whether the tree was dirty), package versions, host, SLURM job id and node
-when present, and start/end times. Tables additionally record, per row, which
-inputs fed it, so the chain of a single cell can be followed back to the raw
-files that no job produced.
+and whether the tree was dirty), package versions, host (with the SLURM job id,
+node and allocated CPUs/GPUs when present), and start/end times. Tables
+additionally record, per row, which inputs fed it, so the chain of a single cell
+can be followed back to the raw files that no job produced.
 """
 
 from __future__ import annotations
@@ -92,12 +92,30 @@ def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict:
     return versions
 
 
+# What a SLURM job step is given, as set by SLURM in its environment: where it ran
+# and which CPUs and GPUs it had (SLURM_GPUS_ON_NODE only when GPUs were allocated).
+SLURM_HOST_VARIABLES = (
+    ("slurm_job_id", "SLURM_JOB_ID"),
+    ("slurm_node", "SLURMD_NODENAME"),
+    ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
+    ("slurm_step_id", "SLURM_STEP_ID"),
+    ("slurm_cluster_name", "SLURM_CLUSTER_NAME"),
+    ("slurm_job_partition", "SLURM_JOB_PARTITION"),
+    ("slurm_cpus_on_node", "SLURM_CPUS_ON_NODE"),
+    ("slurm_gpus_on_node", "SLURM_GPUS_ON_NODE"),
+    ("slurm_job_gpus", "SLURM_JOB_GPUS"),
+    ("slurm_step_gpus", "SLURM_STEP_GPUS"),
+)
+
+
 def execution_host() -> dict:
+    """Host name and platform; under SLURM the job, node and allocated CPUs/GPUs; visible CUDA devices."""
     host = {"hostname": socket.gethostname(), "platform": platform.platform(), "cpu_count": os.cpu_count()}
-    for key, env in (("slurm_job_id", "SLURM_JOB_ID"), ("slurm_node", "SLURMD_NODENAME"),
-                     ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID")):
+    for key, env in SLURM_HOST_VARIABLES:
         if os.environ.get(env):
             host[key] = os.environ[env]
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        host["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return host
 
 
