@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 
 class MedreproError(Exception):
@@ -20,3 +21,9 @@ class DataError(MedreproError):
 
 class ConfigError(MedreproError):
     """A configuration value is invalid."""
+
+
+def name_list(names: Iterable, limit: int = 5) -> str:
+    """The first ``limit`` names, comma-separated, and how many more: enough for an error message."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")

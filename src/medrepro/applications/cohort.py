@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.errors import DataError
+from medrepro.errors import DataError, name_list
 from medrepro.io.cxr14 import NO_FINDING, has_finding
 
 __all__ = ["LABEL_COLUMNS", "RCA_COLUMNS", "read_published_rca", "cohort_counts"]
@@ -25,7 +25,6 @@ LABEL_COLUMNS = ("Image Index", "Finding Labels")
 RCA_COLUMNS = ("image", "dice")
 CARDIOMEGALY = "Cardiomegaly"
 PUBLISHED_SUFFIX = "_labels.png"
-_SHOWN = 5  # names quoted in an error message
 
 
 def _require_columns(table: pd.DataFrame, columns: tuple[str, ...], path: str | Path | None, what: str) -> None:
@@ -34,10 +33,8 @@ def _require_columns(table: pd.DataFrame, columns: tuple[str, ...], path: str | 
         raise DataError(path, f"{what} lacks column(s) {missing}; found {list(table.columns)}")
 
 
-def _some(names) -> str:
-    names = sorted(map(str, names))
-    more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
-    return ", ".join(names[:_SHOWN]) + more
+def _sorted_names(names) -> str:
+    return name_list(sorted(map(str, names)))
 
 
 def _read_csv(path: str | Path, what: str, **kwargs) -> pd.DataFrame:
@@ -58,7 +55,7 @@ def read_published_rca(path: str | Path) -> pd.DataFrame:
     names = table["fname"].astype(str)
     wrong = names[~names.str.endswith(PUBLISHED_SUFFIX)]
     if len(wrong):
-        raise DataError(path, f"{len(wrong)} fname(s) do not end in {PUBLISHED_SUFFIX!r}: {_some(wrong)}")
+        raise DataError(path, f"{len(wrong)} fname(s) do not end in {PUBLISHED_SUFFIX!r}: {_sorted_names(wrong)}")
     images = names.str.slice(stop=-len(PUBLISHED_SUFFIX)) + ".png"
     dice = pd.to_numeric(table["dice"], errors="coerce")  # unreadable scores become NaN, rejected downstream
     return pd.DataFrame({"image": images.to_numpy(), "dice": dice.to_numpy(dtype=np.float64)})
@@ -68,14 +65,15 @@ def _checked_dice(rca: pd.DataFrame, path: str | Path | None) -> np.ndarray:
     values = pd.to_numeric(rca["dice"], errors="coerce").to_numpy(dtype=np.float64)
     bad = rca["image"][~np.isfinite(values)]
     if len(bad):
-        raise DataError(path, f"{len(bad)} RCA score(s) are missing or not finite numbers: {_some(bad)}")
+        raise DataError(path, f"{len(bad)} RCA score(s) are missing or not finite numbers: {_sorted_names(bad)}")
     return values
 
 
 def _check_unique(names: pd.Series, path: str | Path | None, what: str) -> None:
     duplicated = names[names.duplicated()]
     if len(duplicated):
-        raise DataError(path, f"{what} lists {len(duplicated)} image(s) more than once: {_some(duplicated.unique())}")
+        raise DataError(path, f"{what} lists {len(duplicated)} image(s) more than once: "
+                              f"{_sorted_names(duplicated.unique())}")
 
 
 def _matched_table(
@@ -91,11 +89,11 @@ def _matched_table(
     unknown = set(rca_names) - set(label_names)
     if unknown:
         raise DataError(rca_path, f"{len(unknown)} RCA image(s) are not in the label table {labels_path}: "
-                                  f"{_some(unknown)}")
+                                  f"{_sorted_names(unknown)}")
     unscored = set(label_names) - set(rca_names)
     if unscored:
         raise DataError(rca_path, f"no RCA score for {len(unscored)} image(s) of the label table {labels_path}: "
-                                  f"{_some(unscored)}")
+                                  f"{_sorted_names(unscored)}")
     dice = pd.Series(_checked_dice(rca_table, rca_path), index=rca_names.to_numpy())
     return pd.DataFrame({
         "image": label_names.to_numpy(),

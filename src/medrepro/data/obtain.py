@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 
 from medrepro.atomic import atomic_path
-from medrepro.errors import ConfigError, DataError
+from medrepro.errors import ConfigError, DataError, name_list
 from medrepro.hashing import sha256_file
 from medrepro.io import cxr14, jsrt, montgomery, shenzhen
 
@@ -212,10 +212,6 @@ def verify_manifest(root: str | Path, manifest_path: str | Path) -> int:
 # ---------------------------------------------------------------- layout checks
 
 
-def _names_list(names: list[str], limit: int = 5) -> str:
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def _check_jsrt(raw_root: Path) -> dict:
     images_dir, scr_root = raw_root / "images", raw_root / "scr"
     images = jsrt.list_jsrt_images(images_dir)
@@ -223,12 +219,12 @@ def _check_jsrt(raw_root: Path) -> dict:
         raise DataError(images_dir, "no JSRT images (*.IMG). " + instructions("JSRT", raw_root, (0,)))
     strangers = [p.name for p in images if not jsrt.is_jsrt_name(p.stem)]
     if strangers:
-        raise DataError(images_dir, f"not JSRT image names (JPCLNnnn.IMG, JPCNNnnn.IMG): {_names_list(strangers)}")
+        raise DataError(images_dir, f"not JSRT image names (JPCLNnnn.IMG, JPCNNnnn.IMG): {name_list(strangers)}")
     wrong = [f"{p.name} ({p.stat().st_size} bytes)" for p in images if p.stat().st_size != jsrt.JSRT_BYTES]
     if wrong:
         raise DataError(
             images_dir,
-            f"JSRT images must be exactly {jsrt.JSRT_BYTES} bytes; wrong size: {_names_list(wrong)}. "
+            f"JSRT images must be exactly {jsrt.JSRT_BYTES} bytes; wrong size: {name_list(wrong)}. "
             "Re-download them: " + instructions("JSRT", raw_root, (0,)),
         )
     missing = []
@@ -242,7 +238,7 @@ def _check_jsrt(raw_root: Path) -> dict:
     if missing:
         raise DataError(
             scr_root,
-            f"SCR masks missing for {len(missing)} image/organ pairs: {_names_list(missing, 3)}. "
+            f"SCR masks missing for {len(missing)} image/organ pairs: {name_list(missing, 3)}. "
             + instructions("JSRT", raw_root, (1,)),
         )
     return {"images": len(images), "masks": len(images)}
@@ -262,7 +258,7 @@ def _check_montgomery(raw_root: Path) -> dict:
     if missing:
         raise DataError(
             folder / "ManualMask",
-            f"lung masks missing for {len(missing)} image/mask pairs: {_names_list(missing)}. "
+            f"lung masks missing for {len(missing)} image/mask pairs: {name_list(missing)}. "
             + instructions("Montgomery", raw_root),
         )
     return {"images": len(images), "masks": len(images)}

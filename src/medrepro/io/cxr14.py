@@ -24,13 +24,12 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medrepro.errors import ConfigError, DataError
+from medrepro.errors import ConfigError, DataError, name_list
 from medrepro.io.png import grey_array, normalise_grey, open_image
 
 LABEL_TABLE = "Data_Entry_2017.csv"
@@ -94,11 +93,6 @@ _CHUNK = 1 << 20
 _MULTICHANNEL_MODES = ("RGB", "RGBA", "RGBX", "LA", "CMYK", "YCbCr")
 
 
-def _shown(names: Iterable[str], limit: int = 5) -> str:
-    names = list(names)
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 # ---------------------------------------------------------------- published reference files
 
 
@@ -142,15 +136,15 @@ def _check_rows(table: pd.DataFrame, path: Path) -> None:
     names, labels = table["Image Index"], table["Finding Labels"]
     empty = names[labels.isna() | (labels.fillna("").str.strip() == "")]
     if len(empty):
-        raise DataError(path, f"{len(empty)} rows have empty Finding Labels: {_shown(empty.fillna('<no name>'))}")
+        raise DataError(path, f"{len(empty)} rows have empty Finding Labels: {name_list(empty.fillna('<no name>'))}")
     bad = names[~names.fillna("").str.fullmatch(IMAGE_NAME_PATTERN)]
     if len(bad):
         raise DataError(
-            path, f"{len(bad)} image names are not NNNNNNNN_NNN.png: {_shown(bad.fillna('<empty>').map(repr))}"
+            path, f"{len(bad)} image names are not NNNNNNNN_NNN.png: {name_list(bad.fillna('<empty>').map(repr))}"
         )
     repeated = names[names.duplicated()].unique()
     if len(repeated):
-        raise DataError(path, f"{len(repeated)} image names occur more than once: {_shown(repeated)}")
+        raise DataError(path, f"{len(repeated)} image names occur more than once: {name_list(repeated)}")
     if not pd.api.types.is_integer_dtype(table["Patient ID"]):
         raise DataError(path, "Patient ID holds values that are not whole numbers")
 
@@ -161,12 +155,12 @@ def _check_labels(labels: pd.Series, path: Path) -> None:
     if unknown:
         raise DataError(
             path,
-            f"unknown finding labels {_shown(map(repr, unknown), 10)}; "
+            f"unknown finding labels {name_list(map(repr, unknown), 10)}; "
             f"expected {NO_FINDING!r} or |-separated names from {', '.join(FINDINGS)}",
         )
     mixed = labels[labels.str.contains(NO_FINDING, regex=False) & (labels != NO_FINDING)]
     if len(mixed):
-        raise DataError(path, f"{NO_FINDING!r} combined with findings: {_shown(mixed.unique().tolist())}")
+        raise DataError(path, f"{NO_FINDING!r} combined with findings: {name_list(mixed.unique().tolist())}")
 
 
 def read_label_table(path: str | Path) -> pd.DataFrame:
@@ -220,11 +214,11 @@ def check_images(table: pd.DataFrame, images_dir: str | Path, table_path: str | 
     if len(missing):
         raise DataError(
             images_dir,
-            f"{len(missing)} of the {len(listed)} images listed in {table_path} are missing: {_shown(missing)}",
+            f"{len(missing)} of the {len(listed)} images listed in {table_path} are missing: {name_list(missing)}",
         )
     unknown = sorted(present - set(listed))
     if unknown:
-        raise DataError(images_dir, f"{len(unknown)} image files are not listed in {table_path}: {_shown(unknown)}")
+        raise DataError(images_dir, f"{len(unknown)} image files are not listed in {table_path}: {name_list(unknown)}")
     return len(listed)
 
 
@@ -281,7 +275,7 @@ def verify_archive_md5(path: str | Path) -> str:
     """Check an image archive against its published MD5 (:data:`ARCHIVE_MD5`); returns the digest."""
     path = Path(path)
     if path.name not in ARCHIVE_MD5:
-        raise DataError(path, f"not a ChestX-ray14 image archive name; expected one of {_shown(ARCHIVE_MD5, 12)}")
+        raise DataError(path, f"not a ChestX-ray14 image archive name; expected one of {name_list(ARCHIVE_MD5, 12)}")
     if not path.is_file():
         raise DataError(path, "archive not found")
     digest = hashlib.md5()
