@@ -1,5 +1,27 @@
-"""Shared test settings."""
+"""Shared test settings and the local smoke run (used by the workflow and SLURM tests)."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snakemake(*args, cwd=REPO, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """Results directory of the smoke workflow run locally, end to end (once per session)."""
+    results = tmp_path_factory.mktemp("smoke") / "results"
+    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
+                       timeout=1200)
+    assert result.returncode == 0, result.stderr[-6000:]
+    return results

@@ -17,6 +17,8 @@ from medrepro import provenance
 from medrepro.cli import main as cli_main
 from medrepro.crate import export_crate
 
+from crate_trace import as_list, trace
+
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = {"https://w3id.org/ro/wfrun/process/0.5", "https://w3id.org/ro/wfrun/workflow/0.5",
             "https://w3id.org/ro/wfrun/provenance/0.5", "https://w3id.org/workflowhub/workflow-ro-crate/1.0"}
@@ -24,12 +26,6 @@ PROFILES = {"https://w3id.org/ro/wfrun/process/0.5", "https://w3id.org/ro/wfrun/
 
 def _sha(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _record(rule, wildcards, inputs, outputs, params, cells=None):
@@ -83,58 +79,18 @@ def _export(root: Path) -> tuple[Path, ROCrate]:
     return out, ROCrate(out)
 
 
-def _producers(crate: ROCrate) -> dict:
-    """Entity id -> the job action whose result holds it."""
-    made = {}
-    for action in crate.get_by_type("CreateAction"):
-        if action.id == "#run":
-            continue
-        for entity in _as_list(action.get("result")):
-            made[entity.id] = action
-    return made
-
-
-def _producer(made: dict, entity):
-    if entity.id in made:
-        return made[entity.id]
-    for parent in _as_list(entity.get("isPartOf")):
-        if parent.id in made:
-            return made[parent.id]
-    return None
-
-
-def _trace(crate: ROCrate, start: list) -> tuple[set, list, list]:
-    """Follow entities back through the actions that produced them: (visited ids, actions, sources)."""
-    made = _producers(crate)
-    visited, actions, sources, queue = set(), [], [], list(start)
-    while queue:
-        entity = queue.pop()
-        if entity.id in visited:
-            continue
-        visited.add(entity.id)
-        action = _producer(made, entity)
-        if action is None:
-            sources.append(entity)
-            continue
-        if action not in actions:
-            actions.append(action)
-        queue += [o for o in _as_list(action.get("object"))
-                  if {"File", "Dataset"} & set(_as_list(o.type))]
-    return visited, actions, sources
-
-
 def test_crate_conforms_to_the_workflow_run_profiles(run):
     root, records = run
     _, crate = _export(root)
-    assert PROFILES <= {p.id for p in _as_list(crate.root_dataset["conformsTo"])}
-    assert "https://w3id.org/ro/crate/1.1" in {p["@id"] for p in _as_list(crate.metadata._jsonld["conformsTo"])}
+    assert PROFILES <= {p.id for p in as_list(crate.root_dataset["conformsTo"])}
+    assert "https://w3id.org/ro/crate/1.1" in {p["@id"] for p in as_list(crate.metadata._jsonld["conformsTo"])}
     workflow = crate.mainEntity
     assert workflow.id == "Snakefile"
     assert {"File", "SoftwareSourceCode", "ComputationalWorkflow", "HowTo"} <= set(workflow.type)
     assert workflow["programmingLanguage"].id.endswith("#snakemake")
     assert workflow["version"] == records["table"]["code"]["git_commit"]
     assert workflow["sha256"] == _sha(root / "Snakefile")
-    assert {s.id for s in _as_list(workflow["step"])} == {"#step/score", "#step/table"}
+    assert {s.id for s in as_list(workflow["step"])} == {"#step/score", "#step/table"}
 
 
 def test_one_create_action_per_job_and_one_for_the_run(run):
@@ -143,22 +99,22 @@ def test_one_create_action_per_job_and_one_for_the_run(run):
     actions = {a.id: a for a in crate.get_by_type("CreateAction")}
     assert set(actions) == {"#run", "#job/score/name=a", "#job/score/name=b", "#job/table"}
     assert actions["#run"]["instrument"] is crate.mainEntity
-    assert {e["localPath"] for e in _as_list(actions["#run"]["object"])} == {"raw/a.txt", "raw/b.txt", "raw/images/"}
-    assert {e.id for e in _as_list(actions["#run"]["result"])} >= {"results/tables/t.csv"}
+    assert {e["localPath"] for e in as_list(actions["#run"]["object"])} == {"raw/a.txt", "raw/b.txt", "raw/images/"}
+    assert {e.id for e in as_list(actions["#run"]["result"])} >= {"results/tables/t.csv"}
 
     job = actions["#job/score/name=a"]
     rec = records["a"]
     assert job["name"] == "score[name=a]"
     assert (job["startTime"], job["endTime"]) == (rec["started"], rec["finished"])
     tool = job["instrument"]
-    assert "SoftwareApplication" in _as_list(tool.type) and tool["version"] == rec["code"]["git_commit"]
-    versions = {s["name"]: s["softwareVersion"] for s in _as_list(tool["softwareRequirements"])}
+    assert "SoftwareApplication" in as_list(tool.type) and tool["version"] == rec["code"]["git_commit"]
+    versions = {s["name"]: s["softwareVersion"] for s in as_list(tool["softwareRequirements"])}
     assert versions["numpy"] == rec["packages"]["numpy"] and versions["python"] == rec["packages"]["python"]
-    params = {o["name"]: o["value"] for o in _as_list(job["object"]) if o.type == "PropertyValue"}
+    params = {o["name"]: o["value"] for o in as_list(job["object"]) if o.type == "PropertyValue"}
     assert params == {"seed": 7, "factor": 2, "name": "a"}
-    env = {p["name"]: p["value"] for p in _as_list(job["environment"])}
+    env = {p["name"]: p["value"] for p in as_list(job["environment"])}
     assert env == {"SLURM_JOB_ID": "4242", "SLURMD_NODENAME": "node07"}
-    extra = {p["name"]: p["value"] for p in _as_list(job["additionalProperty"])}
+    extra = {p["name"]: p["value"] for p in as_list(job["additionalProperty"])}
     assert extra["hostname"] == rec["host"]["hostname"] and extra["threads"] == 1
     assert "environment" not in actions["#job/score/name=b"]
     controls = crate.get_by_type("ControlAction")
@@ -183,10 +139,10 @@ def test_files_carry_sha256_and_only_the_tables_are_copied(run):
     assert crate.get("results/tables/t.csv")["sha256"] == _sha(root / "results/tables/t.csv")
     assert crate.get("#results/tables/t.md")["localPath"] == "results/tables/t.md"
     images = crate.get("#raw/images/")
-    assert "Dataset" in _as_list(images.type)
+    assert "Dataset" in as_list(images.type)
     assert images["sha256"] == provenance.describe_path(root / "raw/images")["sha256"]
-    assert sorted(p["localPath"] for p in _as_list(images["hasPart"])) == [f"raw/images/{i}.img" for i in range(3)]
-    assert all(p["isPartOf"] is images for p in _as_list(images["hasPart"]))
+    assert sorted(p["localPath"] for p in as_list(images["hasPart"])) == [f"raw/images/{i}.img" for i in range(3)]
+    assert all(p["isPartOf"] is images for p in as_list(images["hasPart"]))
 
 
 def test_large_directories_are_described_without_their_files(run, monkeypatch):
@@ -211,12 +167,12 @@ def test_a_table_number_traces_back_to_its_raw_file(run):
     assert crate.get("#t.csv/a/note") is None            # text, not a number
     assert crate.get("#t.csv/b/value") is not None
 
-    writer = [a for a in crate.get_by_type("CreateAction") if number in _as_list(a.get("result"))]
+    writer = [a for a in crate.get_by_type("CreateAction") if number in as_list(a.get("result"))]
     assert [a.id for a in writer] == ["#job/table"]
-    based_on = _as_list(number["isBasedOn"])
+    based_on = as_list(number["isBasedOn"])
     assert [e["localPath"] for e in based_on] == ["results/scores/a.csv"]   # row a only, not b's scores
 
-    visited, actions, sources = _trace(crate, based_on)
+    visited, actions, sources = trace(crate, based_on)
     assert [a.id for a in actions] == ["#job/score/name=a"]
     raw = {s["localPath"]: s for s in sources}
     assert set(raw) == {"raw/a.txt", "raw/images/"}                         # raw/b.txt fed only row b
@@ -279,14 +235,14 @@ def test_default_run_number_traces_back_to_the_jsrt_raw_files(tmp_path):
     assert number["value"] == pytest.approx(row["dsc_mean"].item(), abs=0)
     assert number["isPartOf"]["sha256"] == _sha(REPO / "results/tables/chest_registration.csv")
 
-    visited, actions, _ = _trace(crate, _as_list(number["isBasedOn"]))
+    visited, actions, _ = trace(crate, as_list(number["isBasedOn"]))
     rules = {a["name"].split("[")[0] for a in actions}
     assert {"chest_evaluate_learned", "chest_train_registration", "chest_convert", "chest_synthesize"} <= rules
     assert all("Montgomery" not in a.id and "Shenzhen" not in a.id for a in actions)
     raw = crate.get("#results/raw/JSRT/")
     assert raw.id in visited
     assert raw["sha256"] == provenance.describe_path(REPO / "results/raw/JSRT")["sha256"]
-    parts = _as_list(raw["hasPart"])
+    parts = as_list(raw["hasPart"])
     assert len(parts) == json.loads((REPO / "results/provenance/jobs/chest_synthesize__dataset=JSRT.json")
                                     .read_text())["outputs"][0]["n_files"]
     for part in parts:

@@ -2,22 +2,15 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from medrepro.planning import dry_run
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(*args, cwd=REPO, timeout=900):
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+from conftest import REPO, snakemake
 
 
 def test_config_failing_the_schema_is_rejected(tmp_path):
@@ -53,15 +46,6 @@ def test_paper_scale_cxr14_run_is_planned_in_few_jobs(tmp_path):
     counts, _ = dry_run("config/paper.yaml", tmp_path / "r")
     assert counts["cxr14_segment"] == counts["cxr14_rca"] == 113  # ceil(112120 / 1000)
     assert counts["total"] <= 500, counts
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    results = tmp_path_factory.mktemp("smoke") / "results"
-    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
-                       timeout=1200)
-    assert result.returncode == 0, result.stderr[-6000:]
-    return results
 
 
 @pytest.mark.slow
