@@ -1,5 +1,8 @@
 """Training loops: smoke, determinism, checkpoint/resume, inference helpers."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -244,3 +247,13 @@ def test_bad_inputs_are_rejected(data, autoencoder_run, tmp_path):
         load_registration_model(autoencoder_run[0] / "ae.pt")
     with pytest.raises(DataError, match="not found"):
         load_autoencoder(tmp_path / "missing.pt")
+
+
+def test_progress_bar_written_to_a_log_file_is_plain_ascii(tmp_path):
+    """A cluster job killed mid-line cuts its log at any byte: an ASCII bar keeps it valid text."""
+    code = "from medrepro.progress import progress_bar\nfor _ in progress_bar(range(50), desc='train', mininterval=0): pass\n"
+    log = tmp_path / "job.log"
+    with open(log, "wb") as stderr:
+        subprocess.run([sys.executable, "-c", code], stderr=stderr, check=True, timeout=60)
+    data = log.read_bytes()
+    assert b"50/50" in data and b"train" in data and data.isascii(), data

@@ -25,7 +25,6 @@ import csv
 import io
 import logging
 import math
-import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -33,11 +32,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import sparse
-from tqdm import tqdm
 
 from medrepro.atomic import write_text
 from medrepro.errors import ConfigError, DataError
 from medrepro.io.common import LEFT_LUNG, RIGHT_LUNG, Subject
+from medrepro.progress import progress_bar
 from medrepro.registration import elastix
 
 log = logging.getLogger(__name__)
@@ -249,8 +248,7 @@ def prealign_subjects(
     labels = np.empty((len(subjects), out_size, out_size), dtype=np.uint8)
     spacing = np.empty((len(subjects), 2), dtype=np.float64)
     table = []
-    for k, subject in enumerate(tqdm(subjects, desc="similarity pre-alignment", unit="image",
-                                     file=sys.stderr, disable=not progress)):
+    for k, subject in enumerate(progress_bar(subjects, enabled=progress, desc="similarity pre-alignment", unit="image")):
         side = max(subject.image.shape)
         if subject.name == reference_name:
             warped, warped_labels, row = ref_image, ref_labels, _identity_row()
@@ -334,8 +332,7 @@ def prealign_images(
     """
     _check_size("out_size", out_size)
     aligned, rows = [], []
-    for name, image in tqdm(images, desc="similarity pre-alignment", unit="image", total=total,
-                            file=sys.stderr, disable=not progress):
+    for name, image in progress_bar(images, enabled=progress, desc="similarity pre-alignment", unit="image", total=total):
         work = working_image(image, work_size)
         if work.shape != ref_image.shape:
             raise DataError(name, f"working frame {work.shape} differs from the reference's {ref_image.shape}")
@@ -403,8 +400,7 @@ def bspline_register_pairs(
     warped_labels = np.empty((len(pairs), *size), dtype=np.uint8)
     warped_images = np.empty((len(pairs), *size), dtype=np.float32)
     seconds = np.empty(len(pairs), dtype=np.float64)
-    for k, (m, f) in enumerate(tqdm(pairs, desc="elastix B-spline", unit="pair",
-                                    file=sys.stderr, disable=not progress)):
+    for k, (m, f) in enumerate(progress_bar(pairs, enabled=progress, desc="elastix B-spline", unit="pair")):
         start = time.perf_counter()
         pair_log = None if log_dir is None else log_dir / f"pair_{k:05d}_{m}_{f}"
         result = elastix.register(images[f], images[m], pmap, fixed_spacing=grid, moving_spacing=grid,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -28,10 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from medrepro.atomic import atomic_path
 from medrepro.errors import DataError
+from medrepro.progress import progress_bar
 
 CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "config", "history", "rng", "extra")
 
@@ -266,7 +265,7 @@ def run_resumable_training(
 
     model.train()
     started = time.perf_counter()
-    bar = tqdm(total=steps, initial=start_step, desc=desc, file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=steps, initial=start_step, desc=desc, enabled=progress)
     try:
         for step in range(start_step + 1, steps + 1):
             epoch = epoch_of(step, steps_per_epoch)
