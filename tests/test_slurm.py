@@ -32,10 +32,9 @@ from medrepro.crate import export_crate
 from medrepro.planning import dry_run
 from medrepro.train.checkpoint import load_checkpoint, load_torch
 
-from conftest import snakemake
+from conftest import REPO, snakemake
 from crate_trace import as_list, trace
 
-REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "tests/slurm/cluster.sh"
 PROFILES = ["--profile", "profiles/slurm", "--profile", "tests/slurm/profile"]
 COMMANDS = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "srun")

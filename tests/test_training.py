@@ -251,7 +251,8 @@ def test_bad_inputs_are_rejected(data, autoencoder_run, tmp_path):
 
 def test_progress_bar_written_to_a_log_file_is_plain_ascii(tmp_path):
     """A cluster job killed mid-line cuts its log at any byte: an ASCII bar keeps it valid text."""
-    code = "from medrepro.progress import progress_bar\nfor _ in progress_bar(range(50), desc='train', mininterval=0): pass\n"
+    code = ("from medrepro.progress import progress_bar\n"
+            "for _ in progress_bar(range(50), desc='train', mininterval=0): pass\n")
     log = tmp_path / "job.log"
     with open(log, "wb") as stderr:
         subprocess.run([sys.executable, "-c", code], stderr=stderr, check=True, timeout=60)

@@ -20,7 +20,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable

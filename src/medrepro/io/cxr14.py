@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from medrepro.errors import ConfigError, DataError, name_list
 from medrepro.io.png import grey_array, normalise_grey, open_image

@@ -248,7 +248,8 @@ def prealign_subjects(
     labels = np.empty((len(subjects), out_size, out_size), dtype=np.uint8)
     spacing = np.empty((len(subjects), 2), dtype=np.float64)
     table = []
-    for k, subject in enumerate(progress_bar(subjects, enabled=progress, desc="similarity pre-alignment", unit="image")):
+    bar = progress_bar(subjects, enabled=progress, desc="similarity pre-alignment", unit="image")
+    for k, subject in enumerate(bar):
         side = max(subject.image.shape)
         if subject.name == reference_name:
             warped, warped_labels, row = ref_image, ref_labels, _identity_row()
@@ -332,7 +333,8 @@ def prealign_images(
     """
     _check_size("out_size", out_size)
     aligned, rows = [], []
-    for name, image in progress_bar(images, enabled=progress, desc="similarity pre-alignment", unit="image", total=total):
+    bar = progress_bar(images, enabled=progress, desc="similarity pre-alignment", unit="image", total=total)
+    for name, image in bar:
         work = working_image(image, work_size)
         if work.shape != ref_image.shape:
             raise DataError(name, f"working frame {work.shape} differs from the reference's {ref_image.shape}")
