@@ -530,15 +530,26 @@ def sample_subject(
     anatomy = sample_anatomy(rng, sex, ctr_target)
     placement = Placement(shape, look, Deformation.sample(rng), Pose.sample(rng, shape))
     lesions = _sample_lesions(rng, dataset, abnormal, anatomy)
-    exposure = {
-        "gain": float(rng.uniform(0.85, 1.15)),
-        "offset": float(rng.normal(0, 0.03)),
-        "gamma": float(np.exp(rng.normal(0, 0.15))),
+    exposure = sample_exposure(rng)
+    return SyntheticSubject(dataset, name, abnormal, sex, age, shape, anatomy, placement, lesions, exposure, seed)
+
+
+def sample_exposure(
+    rng: np.random.Generator,
+    gain: tuple[float, float] = (0.85, 1.15),
+    offset_sd: float = 0.03,
+    gamma_log_sd: float = 0.15,
+    noise: tuple[float, float] = (0.004, 0.012),
+) -> dict:
+    """Exposure of one radiograph: the values the renderer reads, drawn in a fixed order (seeded output)."""
+    return {
+        "gain": float(rng.uniform(*gain)),
+        "offset": float(rng.normal(0, offset_sd)),
+        "gamma": float(np.exp(rng.normal(0, gamma_log_sd))),
         "ramp": float(rng.normal(0, 0.03)),
-        "noise": float(rng.uniform(0.004, 0.012)),
+        "noise": float(rng.uniform(*noise)),
         "texture_seed": int(rng.integers(2**31)),
     }
-    return SyntheticSubject(dataset, name, abnormal, sex, age, shape, anatomy, placement, lesions, exposure, seed)
 
 
 # ---------------------------------------------------------------- rasterising

@@ -50,6 +50,7 @@ from medrepro.data.synthetic_chest import (
     _refuse_to_replace_real_data,
     organ_masks,
     render_image,
+    sample_exposure,
     sample_subject,
     subject_rng,
 )
@@ -66,6 +67,8 @@ DEGRADATIONS = ("inverted", "cropped", "low_dose", "rotated", "collimated")
 MAX_FOLLOW_UPS = 6
 NEW_PATIENT_PROBABILITY = 0.45  # geometric images per patient: about half have one, as in the real set
 MIN_IMAGE_SIZE = 64
+# wider exposure than the registration sets' (portable AP films vary more)
+PORTABLE_EXPOSURE = {"gain": (0.8, 1.2), "offset_sd": 0.04, "gamma_log_sd": 0.2, "noise": (0.004, 0.015)}
 _ORIGINAL_COLUMNS = cxr14.HEADER[7:]  # original width, height, spacing x, y
 _COPIED_COLUMNS = ("Finding Labels", "View Position", *_ORIGINAL_COLUMNS)
 
@@ -214,25 +217,14 @@ class Patient:
         return Patient(subject, float(subject_rng(seed + 2, stem).uniform(0.0, 1.5)))
 
 
-def _sample_exposure(rng: np.random.Generator) -> dict:
-    """Exposure of one radiograph; wider than the registration sets' (portable AP films vary more)."""
-    return {
-        "gain": float(rng.uniform(0.8, 1.2)),
-        "offset": float(rng.normal(0, 0.04)),
-        "gamma": float(np.exp(rng.normal(0, 0.2))),
-        "ramp": float(rng.normal(0, 0.03)),
-        "noise": float(rng.uniform(0.004, 0.015)),
-        "texture_seed": int(rng.integers(2**31)),
-    }
-
-
 def render_planned(plan: PlannedImage, patient: Patient, seed: int) -> tuple[np.ndarray, dict, dict]:
     """uint8 pixels, the real row's copied fields and the truth row of one image."""
     rng = subject_rng(seed, plan.name)
     base = patient.subject
     pose = _degraded_pose(Pose.sample(rng, base.shape), plan.degradation, base.shape, rng)
     placement = Placement(base.shape, LOOKS[DATASET], base.placement.deformation, pose)
-    subject = dataclasses.replace(base, name=plan.name[:-4], placement=placement, exposure=_sample_exposure(rng))
+    exposure = sample_exposure(rng, **PORTABLE_EXPOSURE)
+    subject = dataclasses.replace(base, name=plan.name[:-4], placement=placement, exposure=exposure)
     ctr = base.ctr
     real = _real_row(rng, ctr > CARDIOMEGALY_CTR)
     image = degrade_image(render_image(subject), plan.degradation, rng)
