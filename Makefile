@@ -1,5 +1,6 @@
 # One-command set-up, run and test. Everything installs into .venv.
 #   make run    set up, then run the whole pipeline on the built-in synthetic data
+#   make run STUDIES="chest"   one study (or several) alone: their target rules
 #   make test   set up, then run the test suite (includes the smoke workflow end to end)
 
 PYTHON ?= python3
@@ -7,6 +8,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 CONFIG ?= config/config.yaml
+# Target rules to build: empty = every study the config enables (rule all).
+STUDIES ?=
 # A CPU build of torch is installed first so that the package's torch requirement
 # is already met and pip does not fetch the (several GB) CUDA build.
 TORCH_SPEC ?= torch==2.13.0
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG) $(STUDIES)
 
 smoke: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/smoke.yaml

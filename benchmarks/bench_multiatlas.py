@@ -25,15 +25,16 @@ import pandas as pd
 import torch
 import yaml
 
-from medrepro.applications.multiatlas import segment
-from medrepro.applications.rca import rca_scores
+from medrepro.studies.chest.cxr14.multiatlas import segment
+from medrepro.studies.chest.cxr14.rca import rca_scores
 from medrepro.atomic import write_json
-from medrepro.io.cxr14 import IMAGES_DIR, read_cxr14_image
-from medrepro.nn.networks import VectorCNN
-from medrepro.preprocess.prealign import prealign_images
-from medrepro.registration.elastix import load_parameter_map, with_overrides
-from medrepro.train.device import pick_device, place
-from medrepro.train.registration import load_registration_model
+from medrepro.studies.chest.cxr14.dataset import IMAGES_DIR, read_cxr14_image
+from medrepro.studies.chest.networks import VectorCNN
+from medrepro.studies.chest.prealign import prealign_images
+from medrepro.elastix import with_overrides
+from medrepro.studies.chest.parameters import published_map
+from medrepro.device import resolve_device, place
+from medrepro.studies.chest.inference import load_registration_model
 
 FULL_SET = 112_120
 PAPER_SIZE = 256
@@ -85,13 +86,13 @@ def main() -> None:
     cxr14, prealign = config["cxr14"], config["chest"]["prealign"]
     results = Path(args.results)
     torch.set_num_threads(1)  # as the jobs run (threads: 1); a cluster runs many such jobs side by side
-    device = pick_device()
+    device = resolve_device()
     atlas = np.load(results / "cxr14" / "atlases.npz")
     model = load_registration_model(results / "chest" / cxr14["atlas_dataset"] / "models" / "AC-RegNet.pt", device)
     names = pd.read_csv(results / "cxr14" / "manifest.csv", dtype={"image": str})["image"].tolist()[: args.images]
     raw = Path(cxr14["raw_dir"]) if cxr14["source"] == "verify" else results / "raw" / "ChestX-ray14"
 
-    pmap = with_overrides(load_parameter_map("similarity"), iterations=prealign["iterations"],
+    pmap = with_overrides(published_map("similarity"), iterations=prealign["iterations"],
                           resolutions=prealign["resolutions"], spatial_samples=prealign["spatial_samples"],
                           seed=config["seed"])
     reference = atlas["reference_image"]

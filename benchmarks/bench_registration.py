@@ -25,10 +25,10 @@ import torch
 import yaml
 
 from medrepro.atomic import write_json
-from medrepro.io.arrays import load_prealigned
-from medrepro.io.chest import n_classes
-from medrepro.train.device import pick_device
-from medrepro.train.registration import load_registration_model, register_batch, warp_label_maps
+from medrepro.studies.chest.prealigned import load_prealigned
+from medrepro.studies.chest.readers.convert import n_classes
+from medrepro.device import resolve_device
+from medrepro.studies.chest.inference import load_registration_model, register_batch, warp_label_maps
 
 
 def test_pairs(results: Path, dataset: str, arrays) -> tuple[np.ndarray, np.ndarray]:
@@ -37,7 +37,7 @@ def test_pairs(results: Path, dataset: str, arrays) -> tuple[np.ndarray, np.ndar
 
 
 def learned_seconds(model_path: Path, arrays, moving, fixed, n_classes_: int, repeats: int) -> float:
-    device = pick_device()
+    device = resolve_device()
     model = load_registration_model(model_path, device)
     register_batch(model, arrays.images[moving[:2]], arrays.images[fixed[:2]], batch_size=32, device=device)
     times = []
@@ -52,10 +52,11 @@ def learned_seconds(model_path: Path, arrays, moving, fixed, n_classes_: int, re
 
 
 def elastix_seconds(arrays, moving, fixed, settings: dict, seed: int) -> float:
-    from medrepro.preprocess.prealign import bspline_register_pairs
-    from medrepro.registration.elastix import load_parameter_map, with_overrides
+    from medrepro.studies.chest.baseline import bspline_register_pairs
+    from medrepro.elastix import with_overrides
+    from medrepro.studies.chest.parameters import published_map
 
-    pmap = with_overrides(load_parameter_map("bspline"), grid_spacing=settings["grid_spacing"],
+    pmap = with_overrides(published_map("bspline"), grid_spacing=settings["grid_spacing"],
                           iterations=settings["iterations"], resolutions=settings["resolutions"],
                           spatial_samples=settings["spatial_samples"], seed=seed)
     pairs = list(zip(moving.tolist(), fixed.tolist()))
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     result = {
         "dataset": args.dataset, "method": args.method, "pairs": n, "image_size": int(arrays.images.shape[-1]),
         "learned_pairs_per_second": n / learned, "elastix_pairs_per_second": n / elastix,
-        "speedup_learned_over_elastix": elastix / learned, "device": str(pick_device()),
+        "speedup_learned_over_elastix": elastix / learned, "device": str(resolve_device()),
         "torch_threads": torch.get_num_threads(), "machine": platform.platform(),
         "elastix_settings": config["chest"]["elastix_bspline"],
     }

@@ -333,8 +333,9 @@ class _CrateBuilder:
         ident = "#rule/" + quote(rule, safe=_ID_SAFE) + (f"~{n + 1}" if n else "")
         dirty = {True: "dirty tree", False: "clean tree", None: "tree state unknown"}[code.get("git_dirty")]
         props = {"@type": "SoftwareApplication", "name": f"rule {rule}",
-                 "description": f"Snakemake rule {rule} of the medrepro workflow "
-                                f"(medrepro {code.get('medrepro')}, git {code.get('git_commit')}, {dirty}).",
+                 "description": f"Snakemake rule {rule} of the medrepro workflow"
+                                + (f", running the step {rec['step']}" if rec.get("step") else "")
+                                + f" (medrepro {code.get('medrepro')}, git {code.get('git_commit')}, {dirty}).",
                  "softwareRequirements": [self._package(k, v) for k, v in packages]}
         if code.get("git_commit"):
             props["version"] = code["git_commit"]

@@ -1,6 +1,6 @@
 """Provenance: one record per executed job, and the chain behind any table cell.
 
-Each job run through :func:`medrepro.steps.run` writes a JSON record under
+Each job run through :func:`medrepro.runner.run` writes a JSON record under
 ``<results>/provenance/jobs/`` once its outputs are complete. A record names
 the rule and wildcards, every input and output with its sha256, the params
 (the config values the rule was given), the seed, the code version (git commit
@@ -146,11 +146,12 @@ def record_path(prov_dir: str | Path, rule: str, wildcards: dict) -> Path:
 
 def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list[str], params: dict,
                  threads: int | None, resources: dict, started: str, finished: str, log: list[str],
-                 cells: dict | None = None, extra: dict | None = None) -> dict:
+                 cells: dict | None = None, extra: dict | None = None, step: str | None = None) -> dict:
     params = to_jsonable(params)
     record = {
         "record_version": RECORD_VERSION,
         "rule": rule,
+        "step": step,
         "wildcards": to_jsonable(wildcards),
         "inputs": [describe_path(p) for p in inputs],
         "outputs": [describe_path(p) for p in outputs],
@@ -294,6 +295,8 @@ def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
         match = "matches" if step["current_sha256"] == step["recorded_sha256"] else "DIFFERS FROM"
         lines.append(f"{pad}- {step['path']}")
         lines.append(f"{pad}  made by rule {rec['rule']} {json.dumps(rec['wildcards'])}")
+        if rec.get("step"):
+            lines.append(f"{pad}  step {rec['step']}")
         lines.append(f"{pad}  output sha256 {step['recorded_sha256']} ({match} the file on disk)")
         lines.append(f"{pad}  started {rec['started']}  finished {rec['finished']}")
         code = rec["code"]

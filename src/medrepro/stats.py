@@ -27,7 +27,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 from medrepro.errors import DataError
-from medrepro.metrics.pairs import require_columns
+from medrepro.tables import require_columns
 
 RESULT_COLUMNS = [
     "dataset", "metric", "method_a", "method_b", "n_pairs", "median_diff",

@@ -1,1 +1,1 @@
-"""Readers and writers for the datasets' native formats and the common form."""
+"""Generic readers and writers of image file formats (no study's layout)."""

@@ -1,4 +1,4 @@
-"""Reading and writing the PNG and GIF files of the chest X-ray datasets.
+"""Reading and writing grey PNG and GIF image and mask files, with checks on their format.
 
 Radiographs arrive in several PIL modes: ``L`` (8-bit), ``I;16`` (16-bit),
 ``I`` (32-bit integers holding 16-bit values), ``P`` (a palette, most Shenzhen

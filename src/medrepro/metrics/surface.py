@@ -24,7 +24,7 @@ Empty masks (medpy raises ``RuntimeError``):
 * both empty -> 0.0 for both distances (nothing to disagree about);
 * exactly one empty -> NaN, because no finite distance is defined. Callers
   exclude NaN from class means and count the exclusions
-  (:func:`medrepro.metrics.pairs.pair_means` does).
+  (a study's per-pair means do).
 
 Speed: every surface pixel lies inside the bounding box of A | B, so both the
 erosion and the distance transform are evaluated on that box only (plus a

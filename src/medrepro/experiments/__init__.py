@@ -1,1 +1,0 @@
-"""Stand-alone experiments of the study that are not part of model training."""

@@ -1,0 +1,83 @@
+"""Functional losses for learned registration, apart from any study's loss composition.
+
+Each takes tensors and returns a scalar tensor; none holds state. Images and
+masks are (B, C, H, W) in 2-D or (B, C, D, H, W) in 3-D; displacements carry
+one channel per spatial axis (x first).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def ncc_loss(warped: torch.Tensor, fixed: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Negated global normalised cross-correlation, averaged over the batch.
+
+    Per sample, with a and b the mean-centred images over all channels and
+    pixels: ``ncc = mean(a * b) / sqrt(mean(a^2) * mean(b^2) + eps)``. ``eps``
+    sits inside the square root so that the loss and its gradient stay finite
+    for a constant image (e.g. a moving image warped entirely out of view).
+    Returns ``-mean_batch(ncc)``, which is -1 for a perfect linear match.
+    """
+    if warped.shape != fixed.shape:
+        raise ValueError(f"warped {tuple(warped.shape)} and fixed {tuple(fixed.shape)} differ in shape")
+    a = warped.flatten(start_dim=1)
+    b = fixed.flatten(start_dim=1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    covariance = (a * b).mean(dim=1)
+    variance_product = (a * a).mean(dim=1) * (b * b).mean(dim=1)
+    return -(covariance / torch.sqrt(variance_product + eps)).mean()
+
+
+def total_variation(displacement: torch.Tensor) -> torch.Tensor:
+    """Mean absolute forward difference along each spatial axis, then their average.
+
+    In 2-D ``0.5 * (mean|d[..., :, 1:] - d[..., :, :-1]| + mean|d[..., 1:, :] - d[..., :-1, :]|)``;
+    in 3-D the same over x, y and z with weight 1/3. Each mean is taken over
+    every element (batch, all displacement channels and all difference
+    positions), so the value does not depend on batch or image size.
+    """
+    n_dims = displacement.ndim - 2
+    if n_dims not in (2, 3) or displacement.shape[1] != n_dims:
+        raise ValueError(
+            f"displacement must be (B, 2, H, W) or (B, 3, D, H, W), got shape {tuple(displacement.shape)}"
+        )
+    total = None
+    for axis in range(displacement.ndim - 1, 1, -1):  # x first, then y (then z)
+        n = displacement.shape[axis]
+        step = (displacement.narrow(axis, 1, n - 1) - displacement.narrow(axis, 0, n - 1)).abs().mean()
+        total = step if total is None else total + step
+    return (1.0 / n_dims) * total
+
+
+def onehot_cross_entropy(pred_probs: torch.Tensor, target_onehot: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Categorical cross-entropy between (B, C, ...) probabilities and one-hot targets (2-D or 3-D).
+
+    ``-sum_c t_c * log(clip(p_c, eps, 1 - eps))`` per pixel, averaged over
+    pixels and batch. Clipping keeps the log finite where the warped mask
+    gives a class zero probability.
+    """
+    if pred_probs.shape != target_onehot.shape:
+        raise ValueError(
+            f"prediction {tuple(pred_probs.shape)} and target {tuple(target_onehot.shape)} differ in shape"
+        )
+    log_probs = torch.log(pred_probs.clamp(eps, 1.0 - eps))
+    return -(target_onehot * log_probs).sum(dim=1).mean()
+
+
+def code_distance(encoder: nn.Module, warped_onehot: torch.Tensor, target_onehot: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distance between the codes of two masks, averaged over the batch.
+
+    ``encoder`` must provide ``encode`` and be in eval mode: in training mode
+    its batch norm would make each code depend on the rest of the batch.
+    Gradients flow through the encoder to ``warped_onehot``; the target code is
+    a constant.
+    """
+    if encoder.training:
+        raise ValueError("the encoder must be in eval mode (use medrepro.modules.freeze)")
+    with torch.no_grad():
+        target_code = encoder.encode(target_onehot)
+    warped_code = encoder.encode(warped_onehot)
+    return ((warped_code - target_code) ** 2).sum(dim=1).mean()

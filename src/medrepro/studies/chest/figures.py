@@ -1,0 +1,224 @@
+"""The registration study's figures: Fig. 2, Fig. 3, training curves and Dice distributions.
+
+Each function writes one PNG through :func:`medrepro.figures.save_figure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from medrepro.figures import OTHER_LABEL_COLOUR, draw_contours, save_figure, show_image
+from medrepro.studies.chest.subjects import HEART, LABEL_NAMES, LEFT_LUNG, RIGHT_LUNG
+from medrepro.studies.chest.tables import display_method
+from medrepro.tables import order_with_extras
+
+LABEL_COLOURS = {RIGHT_LUNG: "#1f77b4", LEFT_LUNG: "#2ca02c", HEART: "#d62728"}
+VARIANT_STYLE = {
+    "a": {"color": "#2ca02c", "linewidth": 2.5, "marker": "o", "label": "(a) plausible: border erosion"},
+    "b": {"color": "#d62728", "linewidth": 1.2, "marker": "s", "label": "(b) right lung apex removed"},
+    "c": {"color": "#ff7f0e", "linewidth": 1.2, "marker": "^", "label": "(c) left lung base removed"},
+    "d": {"color": "#9467bd", "linewidth": 1.2, "marker": "D", "label": "(d) heart part removed (right lung base if no heart)"},
+}
+SPLIT_STYLE = {"train": "-", "val": "--"}
+
+
+# ----------------------------------------------------------------------------- Fig. 2
+
+
+def plot_anatomical_loss(df: pd.DataFrame, out: str | Path) -> Path:
+    """L_ce (top) and L_ae (bottom) for every mask and modified version, as in Fig. 2.
+
+    ``df`` is the output of :func:`medrepro.studies.chest.anatomical_loss.anatomical_loss_experiment`.
+    """
+    fig = Figure(figsize=(9, 6.5), layout="constrained")
+    ax_ce, ax_ae = fig.subplots(2, 1, sharex=True)
+    masks = sorted(df["mask_index"].unique())
+    positions = {m: i + 1 for i, m in enumerate(masks)}
+    for variant in sorted(df["variant"].unique()):
+        rows = df[df["variant"] == variant].sort_values("mask_index")
+        style = VARIANT_STYLE.get(variant, {"label": f"({variant})"})
+        x = rows["mask_index"].map(positions)
+        ax_ce.plot(x, rows["l_ce"], markersize=4, **style)
+        ax_ae.plot(x, rows["l_ae"], markersize=4, **style)
+    changed = sorted(df["changed_pixels"].unique())
+    ax_ce.set_title(f"Pixel-level loss $L_{{ce}}$ ({', '.join(map(str, changed))} pixels changed)")
+    ax_ce.set_ylabel("$L_{ce}$")
+    ax_ae.set_title("Global anatomical loss $L_{ae}$ (squared distance between codes)")
+    ax_ae.set_ylabel("$L_{ae}$")
+    ax_ae.set_xlabel("Reference mask")
+    ax_ae.set_xticks(range(1, len(masks) + 1))
+    for ax in (ax_ce, ax_ae):
+        ax.grid(alpha=0.3)
+    handles, labels = ax_ae.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=9)
+    fig.suptitle("Local versus global loss on plausible (a) and non-plausible (b-d) masks")
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- Fig. 3
+
+
+def _label_overlay(labels: np.ndarray) -> tuple[np.ndarray, ListedColormap]:
+    """Masked label image and a colour map for ``imshow`` (background transparent)."""
+    colours = ["#000000"] + [LABEL_COLOURS.get(k, OTHER_LABEL_COLOUR) for k in range(1, int(labels.max(initial=0)) + 1)]
+    return np.ma.masked_equal(labels, 0), ListedColormap(colours)
+
+
+def draw_label_contours(ax, labels: np.ndarray, **kwargs) -> None:
+    """Outlines of the lungs and heart in the study's label colours."""
+    draw_contours(ax, labels, LABEL_COLOURS, **kwargs)
+
+
+def _show_labels(ax, labels: np.ndarray, fixed_labels: np.ndarray) -> None:
+    overlay, cmap = _label_overlay(labels)
+    ax.imshow(np.zeros_like(labels, dtype=float), cmap="gray", vmin=0, vmax=1)
+    ax.imshow(overlay, cmap=cmap, vmin=0, vmax=cmap.N - 1, alpha=0.6, interpolation="nearest")
+    draw_label_contours(ax, fixed_labels, linewidths=0.8, linestyles="dashed")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _dataset_block(subfig, example: Mapping) -> None:
+    methods = list(example["methods"].items())
+    axes = np.atleast_2d(subfig.subplots(len(methods) + 1, 2))
+    fixed_labels = np.asarray(example["fixed_labels"])
+    show_image(axes[0, 0], np.asarray(example["moving_image"]))
+    draw_label_contours(axes[0, 0], np.asarray(example["moving_labels"]), linewidths=0.8)
+    axes[0, 0].set_title("moving", fontsize=9)
+    show_image(axes[0, 1], np.asarray(example["fixed_image"]))
+    draw_label_contours(axes[0, 1], fixed_labels, linewidths=0.8)
+    axes[0, 1].set_title("fixed", fontsize=9)
+    axes[0, 0].set_ylabel("input", fontsize=9)
+    for row, (method, result) in enumerate(methods, start=1):
+        show_image(axes[row, 0], np.asarray(result["warped_image"]))
+        draw_label_contours(axes[row, 0], fixed_labels, linewidths=0.8)
+        _show_labels(axes[row, 1], np.asarray(result["warped_labels"]), fixed_labels)
+        axes[row, 0].set_ylabel(display_method(method), fontsize=9)
+        if row == 1:
+            axes[row, 0].set_title("warped image", fontsize=9)
+            axes[row, 1].set_title("warped labels", fontsize=9)
+    subfig.suptitle(str(example["dataset"]), fontsize=12, fontweight="bold")
+
+
+def plot_registration_examples(examples: Sequence[Mapping], out: str | Path) -> Path:
+    """Fig. 3: one block per dataset (side by side), one row per method.
+
+    The first row shows the moving and fixed images with their own mask
+    contours; every method row shows the warped image with the fixed mask's
+    contour and the warped label map with the fixed mask's contour dashed.
+
+    Each example holds dataset, moving_image, fixed_image, moving_labels,
+    fixed_labels and ``methods``: method -> {"warped_image", "warped_labels"}
+    in display order. Images are float in [0, 1].
+    """
+    if not examples:
+        raise ValueError("no registration examples to plot")
+    n_rows = max(len(e["methods"]) for e in examples) + 1
+    fig = Figure(figsize=(4.2 * len(examples), 2.2 * n_rows), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(1, len(examples)))
+    for subfig, example in zip(subfigs, examples):
+        _dataset_block(subfig, example)
+    legend = [Line2D([], [], color=c, label=LABEL_NAMES.get(k, str(k))) for k, c in LABEL_COLOURS.items()]
+    legend.append(Line2D([], [], color="black", linestyle="dashed", label="fixed mask (on warped labels)"))
+    fig.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=9)
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- training curves
+
+
+def _smooth(values: np.ndarray, n_points: int = 50) -> np.ndarray:
+    """Running mean over about 1/n_points of the curve, so noisy batch losses stay readable."""
+    window = max(1, values.size // n_points)
+    return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def _plot_curves(ax, frames: Mapping[str, pd.DataFrame], colours: Mapping[str, str]) -> None:
+    positive = True
+    for method, frame in frames.items():
+        for split, rows in frame.groupby("split", sort=False):
+            rows = rows.sort_values("step")
+            values = rows["total"].to_numpy(dtype=float)
+            positive &= bool(np.all(values[np.isfinite(values)] > 0))
+            y = _smooth(values) if split == "train" else values
+            ax.plot(rows["step"], y, linestyle=SPLIT_STYLE.get(split, ":"), color=colours[method],
+                    marker="o" if split != "train" and len(rows) < 30 else None, markersize=3)
+    if positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3, which="both")
+
+
+def plot_training_curves(curves: Mapping[tuple[str, str], pd.DataFrame], out: str | Path) -> Path:
+    """Total loss against step: one column per dataset, registration methods on top,
+    the autoencoder (method ``"autoencoder"``) in a second row when present.
+
+    Train curves are smoothed with a running mean; the y axis is logarithmic
+    when every plotted value is positive (the NCC term makes the registration
+    loss negative, in which case it stays linear).
+    """
+    if not curves:
+        raise ValueError("no training curves to plot")
+    datasets = list(dict.fromkeys(d for d, _ in curves))
+    methods = list(dict.fromkeys(m for _, m in curves))
+    has_autoencoder = "autoencoder" in methods
+    registration_methods = [m for m in methods if m != "autoencoder"]
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
+    colours = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
+    n_rows = int(bool(registration_methods)) + int(has_autoencoder)
+    fig = Figure(figsize=(4.5 * len(datasets), 3.4 * n_rows), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(n_rows, len(datasets), squeeze=False))
+    for col, dataset in enumerate(datasets):
+        row = 0
+        if registration_methods:
+            frames = {m: curves[(dataset, m)] for m in registration_methods if (dataset, m) in curves}
+            _plot_curves(axes[row, col], frames, colours)
+            axes[row, col].set_title(f"{dataset}: registration")
+            row += 1
+        if has_autoencoder:
+            frames = {"autoencoder": curves[(dataset, "autoencoder")]} if (dataset, "autoencoder") in curves else {}
+            _plot_curves(axes[row, col], frames, colours)
+            axes[row, col].set_title(f"{dataset}: autoencoder")
+        for r in range(n_rows):
+            if col == 0:
+                axes[r, col].set_ylabel("total loss")
+    handles = [Line2D([], [], color=colours[m], label=display_method(m)) for m in methods]
+    handles += [Line2D([], [], color="black", linestyle=s, label=split) for split, s in SPLIT_STYLE.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
+    fig.suptitle("Training curves")
+    return save_figure(fig, out)
+
+
+# ----------------------------------------------------------------------------- Dice distributions
+
+
+def plot_dice_distributions(
+    per_pair: pd.DataFrame, out: str | Path, methods_order: Sequence[str], datasets_order: Sequence[str]
+) -> Path:
+    """Box plots of the per-pair mean Dice per method, one panel per dataset, pairs as dots."""
+    datasets = order_with_extras(per_pair["dataset"].unique().tolist(), datasets_order)
+    if not datasets:
+        raise ValueError("no per-pair scores to plot")
+    fig = Figure(figsize=(4.8 * len(datasets), 4.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0])
+    jitter = np.random.default_rng(0)
+    for ax, dataset in zip(axes, datasets):
+        block = per_pair[per_pair["dataset"] == dataset]
+        methods = order_with_extras(block["method"].unique().tolist(), methods_order)
+        values = [block.loc[block["method"] == m, "dsc"].dropna().to_numpy() for m in methods]
+        ax.boxplot(values, showfliers=False, widths=0.6)
+        for i, v in enumerate(values, start=1):
+            ax.scatter(i + jitter.uniform(-0.15, 0.15, v.size), v, s=6, alpha=0.5, color="#1f77b4", zorder=3)
+        ax.set_xticks(range(1, len(methods) + 1), [display_method(m) for m in methods], rotation=35, ha="right")
+        ax.set_title(f"{dataset} (n = {block[['moving', 'fixed']].drop_duplicates().shape[0]} pairs)")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].set_ylabel("Dice (mean over classes per pair)")
+    fig.suptitle("Distribution of per-pair Dice")
+    return save_figure(fig, out)

@@ -1,0 +1,41 @@
+"""Table helpers every study uses: required columns, row order, number formatting, LaTeX escaping."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from medrepro.errors import DataError
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], source=None) -> None:
+    """Raise DataError naming the source when ``frame`` lacks any of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(source, f"missing column(s) {missing}; found {list(frame.columns)}")
+
+
+def order_with_extras(present: Sequence[str], order: Sequence[str]) -> list[str]:
+    """``order`` restricted to ``present``, then anything unlisted (sorted) so nothing is dropped."""
+    listed = [x for x in order if x in set(present)]
+    return listed + sorted(set(present) - set(listed))
+
+
+def format_cell(mean: float, sd: float, decimals: int = 3) -> str:
+    """``0.943 (0.020)``; ``n/a`` for a missing mean, ``(n/a)`` for an SD of a single pair."""
+    if not np.isfinite(mean):
+        return "n/a"
+    sd_text = f"{sd:.{decimals}f}" if np.isfinite(sd) else "n/a"
+    return f"{mean:.{decimals}f} ({sd_text})"
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))

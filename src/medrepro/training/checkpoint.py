@@ -1,0 +1,153 @@
+"""Atomic training checkpoints and model files.
+
+A checkpoint holds everything needed to continue a run so that the resumed
+run is bit-identical (on CPU) to one that was never interrupted: model and
+optimizer state, step and epoch, the loss history, the run configuration, and
+every random state in play (Python, NumPy's global generator, torch CPU and
+CUDA, and the run's own named NumPy generators). Files are written through
+``medrepro.atomic.atomic_path``, so a killed job leaves either the previous
+checkpoint or the new one, never a partial file. Only plain Python values and
+tensors are stored, so files load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from medrepro.atomic import atomic_path
+from medrepro.errors import DataError
+
+CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "config", "history", "rng", "extra")
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | Path, what: str = "file") -> dict:
+    """Load a dict saved by this module on the CPU; DataError when missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, f"{what} not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for corrupt files
+        raise DataError(path, f"cannot read {what}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DataError(path, f"not a {what}: expected a dict, found {type(obj).__name__}")
+    return obj
+
+
+def capture_rng_states(generators: Mapping[str, np.random.Generator] | None = None) -> dict:
+    """Every random state a training step can consume, as plain values and tensors."""
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": {"name": np_name, "keys": np_keys.tolist(), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "generators": {name: gen.bit_generator.state for name, gen in (generators or {}).items()},
+    }
+    return states
+
+
+def restore_rng_states(states: dict, generators: Mapping[str, np.random.Generator] | None = None) -> None:
+    """Inverse of :func:`capture_rng_states`; named generators are restored in place."""
+    random.setstate(_as_python_random_state(states["python"]))
+    np_state = states["numpy"]
+    np.random.set_state((np_state["name"], np.asarray(np_state["keys"], dtype=np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    for name, gen in (generators or {}).items():
+        if name not in states["generators"]:
+            raise KeyError(f"checkpoint has no state for generator {name!r}")
+        gen.bit_generator.state = states["generators"][name]
+
+
+def _as_python_random_state(state: Any) -> tuple:
+    # Pickling may turn the inner tuple into a list; random.setstate needs tuples.
+    version, internal, gauss = state
+    return int(version), tuple(int(v) for v in internal), gauss
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    epoch: int,
+    config: dict,
+    history: list[dict],
+    generators: Mapping[str, np.random.Generator] | None = None,
+    extra: dict | None = None,
+) -> None:
+    """Write the complete training state atomically."""
+    save_torch_atomic(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": int(step),
+            "epoch": int(epoch),
+            "config": dict(config),
+            "history": list(history),
+            "rng": capture_rng_states(generators),
+            "extra": dict(extra or {}),
+        },
+        path,
+    )
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU)."""
+    checkpoint = load_torch(path, "training checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing:
+        raise DataError(path, f"not a training checkpoint: missing {', '.join(missing)}")
+    return checkpoint
+
+
+def restore_checkpoint(
+    checkpoint: dict,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: Mapping[str, np.random.Generator] | None = None,
+) -> None:
+    """Load weights, optimizer state and random states from a loaded checkpoint."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    restore_rng_states(checkpoint["rng"], generators)
+
+
+def config_differences(saved: Mapping, current: Mapping) -> list[str]:
+    """Human-readable list of keys whose values differ (NaN equals NaN)."""
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        both_nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+        if a != b and not both_nan:
+            differences.append(f"{key}: checkpoint {a!r} vs now {b!r}")
+    return differences
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """SHA-256 over shapes, dtypes and bytes: identifies the training data of a run."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,219 @@
+"""The resumable training loop every trainer shares, driven by :class:`TrainingSettings`.
+
+:func:`run_resumable_training` owns the step loop: logging (train rows average
+the terms since the last row, validation rows), checkpointing, resuming and
+the final atomic writes. A trainer supplies the network, the optimiser, its
+configuration (which a checkpoint must match to be resumed), its named random
+generators and one function per training step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from medrepro.atomic import atomic_path
+from medrepro.progress import progress_bar
+from medrepro.training.checkpoint import (
+    config_differences, load_checkpoint, restore_checkpoint, save_checkpoint, save_torch_atomic,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """What every training run needs, whatever the network: schedule, optimiser, seed, device and files.
+
+    ``checkpoint_path`` holds the resumable state while the run goes on,
+    ``log_csv`` the loss log and ``out_path`` the final model file.
+    ``steps_per_epoch`` and ``val_every`` only label and pace the log; None
+    leaves them to the trainer (one epoch by default). ``callback(step,
+    terms)`` runs after each step's bookkeeping; raising from it aborts the
+    run as a kill would (tests use it).
+    """
+
+    steps: int
+    checkpoint_path: Path
+    log_csv: Path
+    out_path: Path
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    device: str | torch.device = "auto"
+    checkpoint_every: int = 100
+    log_every: int = 1
+    steps_per_epoch: int | None = None
+    val_every: int | None = None
+    threads: int | None = None
+    progress: bool = True
+    callback: Callable[[int, Mapping[str, float]], None] | None = None
+
+    def __post_init__(self):
+        for name in ("checkpoint_path", "log_csv", "out_path"):
+            object.__setattr__(self, name, Path(getattr(self, name)))
+
+    def replace(self, **changes) -> "TrainingSettings":
+        return dataclasses.replace(self, **changes)
+
+
+def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:
+    """Rewrite the whole loss log CSV atomically (missing values are left empty)."""
+    table = pd.DataFrame(list(rows), columns=columns)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def epoch_of(step: int, steps_per_epoch: int) -> int:
+    """1-based epoch that the 1-based ``step`` belongs to."""
+    return (step - 1) // steps_per_epoch + 1
+
+
+def _resume_state(checkpoint_path: Path, config: dict, steps: int) -> dict | None:
+    """The checkpoint to resume from, or None (absent, other configuration, or past ``steps``)."""
+    if not checkpoint_path.exists():
+        return None
+    checkpoint = load_checkpoint(checkpoint_path)
+    differences = config_differences(checkpoint["config"], config)
+    if differences:
+        warnings.warn(
+            f"{checkpoint_path}: ignoring checkpoint written for another configuration "
+            f"({'; '.join(differences)}); training starts from scratch",
+            stacklevel=3,
+        )
+        return None
+    if checkpoint["step"] > steps:
+        warnings.warn(
+            f"{checkpoint_path}: ignoring checkpoint at step {checkpoint['step']}, beyond the "
+            f"{steps} steps requested; training starts from scratch",
+            stacklevel=3,
+        )
+        return None
+    return checkpoint
+
+
+class _WindowMean:
+    """Running means of the logged terms since the last log row."""
+
+    def __init__(self, sums: dict | None = None, count: int = 0):
+        self.sums = dict(sums or {})
+        self.count = count
+
+    def add(self, terms: Mapping[str, float]) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value)
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        means = {name: total / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+def run_resumable_training(
+    settings: TrainingSettings,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: dict,
+    generators: Mapping[str, np.random.Generator],
+    train_step: Callable[[int], Mapping[str, float]],
+    validate: Callable[[], Mapping[str, float]] | None,
+    steps_per_epoch: int,
+    val_every: int,
+    log_columns: list[str],
+    final_payload: Callable[[], dict],
+    desc: str = "train",
+) -> dict:
+    """Run ``train_step`` for steps 1..``settings.steps`` with logging, checkpoints and resume.
+
+    ``steps_per_epoch`` and ``val_every`` are the trainer's resolved values
+    (``settings`` may leave them to the trainer's default).
+
+    On start an existing checkpoint whose ``config`` equals ``config`` is
+    resumed; one for another configuration is ignored with a warning. Every
+    ``checkpoint_every`` steps the full state and the loss log are written
+    atomically. At the end the log, then the final model (``final_payload()``)
+    are written atomically and only then is the checkpoint removed, so an
+    interruption at any moment loses at most ``checkpoint_every`` steps.
+    Train rows average the terms over the ``log_every`` steps they cover;
+    ``validate`` (run in eval mode without gradients) adds a ``val`` row every
+    ``val_every`` steps and at the last step. ``callback(step, terms)`` runs
+    after each step's bookkeeping; raising from it aborts the run as a kill would.
+    """
+    steps, log_every, checkpoint_every = settings.steps, settings.log_every, settings.checkpoint_every
+    for name, value in (("steps", steps), ("steps_per_epoch", steps_per_epoch), ("log_every", log_every),
+                        ("val_every", val_every), ("checkpoint_every", checkpoint_every)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    checkpoint_path, log_csv, out_path = settings.checkpoint_path, settings.log_csv, settings.out_path
+    callback = settings.callback
+    history: list[dict] = []
+    window = _WindowMean()
+    start_step = 0
+    checkpoint = _resume_state(checkpoint_path, config, steps)
+    if checkpoint is not None:
+        restore_checkpoint(checkpoint, model=model, optimizer=optimizer, generators=generators)
+        start_step = checkpoint["step"]
+        history = list(checkpoint["history"])
+        window = _WindowMean(checkpoint["extra"].get("window_sums"), checkpoint["extra"].get("window_count", 0))
+
+    model.train()
+    started = time.perf_counter()
+    bar = progress_bar(total=steps, initial=start_step, desc=desc, enabled=settings.progress)
+    try:
+        for step in range(start_step + 1, steps + 1):
+            epoch = epoch_of(step, steps_per_epoch)
+            terms = train_step(step)
+            window.add(terms)
+            if step % log_every == 0 or step == steps:
+                row = {"step": step, "epoch": epoch, "split": "train", **window.pop()}
+                history.append(row)
+                bar.set_postfix(total=f"{row['total']:.4f}")
+            if validate is not None and (step % val_every == 0 or step == steps):
+                history.append({"step": step, "epoch": epoch, "split": "val", **_evaluate(model, validate)})
+            if step % checkpoint_every == 0 and step < steps:
+                save_checkpoint(
+                    checkpoint_path, model=model, optimizer=optimizer, step=step, epoch=epoch, config=config,
+                    history=history, generators=generators,
+                    extra={"window_sums": window.sums, "window_count": window.count},
+                )
+                write_loss_log(history, log_csv, log_columns)
+            bar.update(1)
+            if callback is not None:
+                callback(step, terms)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+
+    write_loss_log(history, log_csv, log_columns)
+    save_torch_atomic(final_payload(), out_path)
+    checkpoint_path.unlink(missing_ok=True)
+    steps_run = steps - start_step
+    return {
+        "steps": steps,
+        "resumed_from_step": start_step,
+        "steps_run": steps_run,
+        "seconds": seconds,
+        "seconds_per_step": seconds / steps_run if steps_run else float("nan"),
+        "final_train": next((r for r in reversed(history) if r["split"] == "train"), None),
+        "final_val": next((r for r in reversed(history) if r["split"] == "val"), None),
+        "out_path": str(out_path),
+        "log_csv": str(log_csv),
+        "history": history,
+    }
+
+
+def _evaluate(model: nn.Module, validate: Callable[[], Mapping[str, float]]) -> dict[str, float]:
+    model.eval()
+    try:
+        with torch.no_grad():
+            return {name: float(value) for name, value in validate().items()}
+    finally:
+        model.train()

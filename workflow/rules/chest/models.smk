@@ -1,0 +1,70 @@
+# Chest X-ray models: the anatomy autoencoder, then the four registration networks.
+# Both train on a GPU when the job gets one, on the CPU otherwise, checkpoint as
+# they go and resume from the last checkpoint when re-run after being killed.
+
+
+rule chest_train_autoencoder:
+    """Denoising autoencoder on one-hot lung/heart masks (32-d code)."""
+    input:
+        arrays=rules.chest_prealign.output.arrays,
+        split=rules.chest_split.output.split,
+    output:
+        model=f"{RESULTS}/chest/{{dataset}}/models/autoencoder.pt",
+        losses=f"{RESULTS}/chest/{{dataset}}/models/autoencoder.losses.csv",
+    wildcard_constraints:
+        dataset=one_of(CHEST_DATASETS),
+    params:
+        step="medrepro.studies.chest.steps:train_autoencoder",
+        seed=config["seed"],
+        steps=CHEST["autoencoder"]["steps"],
+        batch_size=CHEST["autoencoder"]["batch_size"],
+        learning_rate=CHEST["autoencoder"]["learning_rate"],
+        noise_p=CHEST["autoencoder"]["noise_p"],
+        augmented_masks=CHEST["autoencoder"]["augmented_masks"],
+        checkpoint_every=CHEST["autoencoder"]["checkpoint_every"],
+        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/autoencoder.ckpt",
+    threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/chest_train_autoencoder/{{dataset}}.log",
+    conda:
+        "../../../envs/torch.yaml"
+    script:
+        "../../../scripts/step.py"
+
+
+rule chest_train_registration:
+    """RegNet / CE-RegNet / AE-RegNet / AC-RegNet with the loss of eq. 5."""
+    input:
+        arrays=rules.chest_prealign.output.arrays,
+        split=rules.chest_split.output.split,
+        autoencoder=chest_autoencoder_input,
+    output:
+        model=f"{RESULTS}/chest/{{dataset}}/models/{{method}}.pt",
+        losses=f"{RESULTS}/chest/{{dataset}}/models/{{method}}.losses.csv",
+    wildcard_constraints:
+        dataset=one_of(CHEST_DATASETS),
+        method=one_of(LEARNED_METHODS),
+    params:
+        step="medrepro.studies.chest.steps:train_registration",
+        method=lambda wc: wc.method,
+        seed=config["seed"],
+        steps=CHEST["registration"]["steps"],
+        batch_size=CHEST["registration"]["batch_size"],
+        learning_rate=CHEST["registration"]["learning_rate"],
+        lambda_r=CHEST["registration"]["lambda_r"],
+        lambda_ce=CHEST["registration"]["lambda_ce"],
+        lambda_ae=CHEST["registration"]["lambda_ae"],
+        ce_epsilon=CHEST["registration"]["ce_epsilon"],
+        checkpoint_every=CHEST["registration"]["checkpoint_every"],
+        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/{wc.method}.ckpt",
+    threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
+    resources:
+        gpu=1,
+    log:
+        f"{RESULTS}/logs/chest_train_registration/{{dataset}}_{{method}}.log",
+    conda:
+        "../../../envs/torch.yaml"
+    script:
+        "../../../scripts/step.py"
