@@ -91,7 +91,8 @@ def dataset(name: str | Dataset) -> Dataset:
     if isinstance(name, Dataset):
         return name
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown dataset {name!r}; expected one of {', '.join(sorted(_REGISTRY)) or '(none registered)'}")
+        known = ", ".join(sorted(_REGISTRY)) or "(none registered)"
+        raise ConfigError(f"unknown dataset {name!r}; expected one of {known}")
     return _REGISTRY[name]
 
 
