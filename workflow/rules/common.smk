@@ -1,5 +1,6 @@
 # What every study uses: the config's validation, which studies run, the results
-# paths and where a dataset's native files are. Nothing here knows a study.
+# paths and where a dataset's native files are. Beyond the list of studies below,
+# nothing here knows a study.
 
 import re
 

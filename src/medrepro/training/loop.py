@@ -128,7 +128,7 @@ def run_resumable_training(
     steps_per_epoch: int,
     val_every: int,
     log_columns: list[str],
-    final_payload: Callable[[], dict],
+    kind: str,
     desc: str = "train",
 ) -> dict:
     """Run ``train_step`` for steps 1..``settings.steps`` with logging, checkpoints and resume.
@@ -139,8 +139,8 @@ def run_resumable_training(
     On start an existing checkpoint whose ``config`` equals ``config`` is
     resumed; one for another configuration is ignored with a warning. Every
     ``checkpoint_every`` steps the full state and the loss log are written
-    atomically. At the end the log, then the final model (``final_payload()``)
-    are written atomically and only then is the checkpoint removed, so an
+    atomically. At the end the log, then the final model file (``kind``, the
+    configuration with ``steps``, and the weights) are written atomically and only then is the checkpoint removed, so an
     interruption at any moment loses at most ``checkpoint_every`` steps.
     Train rows average the terms over the ``log_every`` steps they cover;
     ``validate`` (run in eval mode without gradients) adds a ``val`` row every
@@ -193,7 +193,8 @@ def run_resumable_training(
     seconds = time.perf_counter() - started
 
     write_loss_log(history, log_csv, log_columns)
-    save_torch_atomic(final_payload(), out_path)
+    save_torch_atomic({"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": model.state_dict()},
+                      out_path)
     checkpoint_path.unlink(missing_ok=True)
     steps_run = steps - start_step
     return {

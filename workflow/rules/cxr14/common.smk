@@ -4,12 +4,6 @@
 CXR14 = config["cxr14"]
 CXR14_NAME = "ChestX-ray14"
 
-if CXR14["atlas_dataset"] not in CHEST["datasets"]:
-    raise WorkflowError(
-        f"cxr14.atlas_dataset is {CXR14['atlas_dataset']!r}, but chest.datasets has only "
-        f"{', '.join(CHEST['datasets'])}: add it there or choose one of those"
-    )
-
 
 def cxr14_shards():
     """Shard names; their number is fixed by the config, so a 112,120-image run is planned without the images."""

@@ -107,7 +107,7 @@ def train_autoencoder(
     :func:`medrepro.training.run_resumable_training` for the checkpoint,
     resume and log semantics.
     """
-    batch_size, lr, seed, steps = settings.batch_size, settings.lr, settings.seed, settings.steps
+    batch_size, lr, seed = settings.batch_size, settings.lr, settings.seed
     log_every, val_every = settings.log_every, settings.val_every
     check_label_stack(labels, n_classes, source)
     if val_labels is not None:
@@ -144,15 +144,11 @@ def train_autoencoder(
 
     validate = None if val_labels is None else _validator(model, val_labels, noise_p, seed, batch_size, device)
 
-    def final_payload() -> dict:
-        return {"kind": AUTOENCODER_KIND, "config": {**config, "steps": int(steps)},
-                "state_dict": model.state_dict()}
-
     summary = run_resumable_training(
         settings, model=model, optimizer=optimizer, config=config, generators={"batches": rng},
         train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch,
         val_every=config["val_every"] or steps_per_epoch, log_columns=LOG_COLUMNS,
-        final_payload=final_payload, desc="autoencoder",
+        kind=AUTOENCODER_KIND, desc="autoencoder",
     )
     summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
     return summary

@@ -130,7 +130,7 @@ def train_registration(
     the end. See :func:`medrepro.training.run_resumable_training` for the
     checkpoint, resume and log semantics.
     """
-    batch_size, lr, seed, steps = settings.batch_size, settings.lr, settings.seed, settings.steps
+    batch_size, lr, seed = settings.batch_size, settings.lr, settings.seed
     steps_per_epoch = settings.steps_per_epoch or DEFAULT_STEPS_PER_EPOCH
     log_every, val_every = settings.log_every, settings.val_every
     check_method(method)
@@ -195,15 +195,11 @@ def train_registration(
                              n_classes)
         validate = _validator(val_loss, *validation_pairs(len(val_images), val_pairs, seed), batch_size)
 
-    def final_payload() -> dict:
-        return {"kind": REGISTRATION_KIND, "config": {**config, "steps": int(steps)},
-                "state_dict": model.state_dict()}
-
     summary = run_resumable_training(
         settings, model=model, optimizer=optimizer, config=config, generators={"pairs": rng},
         train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch,
         val_every=config["val_every"] or steps_per_epoch, log_columns=LOG_COLUMNS,
-        final_payload=final_payload, desc=method,
+        kind=REGISTRATION_KIND, desc=method,
     )
     summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
     return summary
