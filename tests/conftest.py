@@ -25,3 +25,13 @@ def smoke_run(tmp_path_factory) -> Path:
                        timeout=1200)
     assert result.returncode == 0, result.stderr[-6000:]
     return results
+
+
+@pytest.fixture(scope="session")
+def smoke_run_again(tmp_path_factory) -> Path:
+    """A second smoke run from empty, into another directory (for the identical-bytes test)."""
+    results = tmp_path_factory.mktemp("smoke_again") / "results"
+    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
+                       timeout=1200)
+    assert result.returncode == 0, result.stderr[-6000:]
+    return results

@@ -176,3 +176,29 @@ def test_smoke_rerun_is_a_no_op_and_report_builds(smoke_run, tmp_path):
                        "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     assert report.stat().st_size > 10_000
+
+
+def _outputs(results):
+    """Every file a rule wrote, by path below the results directory (logs and records aside)."""
+    return {p.relative_to(results).as_posix(): p for p in sorted(results.rglob("*"))
+            if p.is_file() and p.relative_to(results).parts[0] not in ("logs", "provenance")}
+
+
+def _recorded_hashes(results):
+    hashes = {}
+    for path in sorted((results / "provenance" / "jobs").glob("*.json")):
+        record = json.loads(path.read_text())
+        for entry in record["inputs"] + record["outputs"]:
+            rel = entry["path"].replace(str(results), "<results>")
+            hashes[(path.name, rel)] = entry.get("sha256")
+    return hashes
+
+
+@pytest.mark.slow
+def test_two_smoke_runs_give_identical_bytes_and_recorded_hashes(smoke_run, smoke_run_again):
+    first, second = _outputs(smoke_run), _outputs(smoke_run_again)
+    assert sorted(first) == sorted(second)
+    assert any(name.endswith(".pt") for name in first) and any(name.endswith(".png") for name in first)
+    differing = [name for name in first if first[name].read_bytes() != second[name].read_bytes()]
+    assert differing == []
+    assert _recorded_hashes(smoke_run) == _recorded_hashes(smoke_run_again)

@@ -13,6 +13,7 @@ tensors are stored, so files load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import random
 from pathlib import Path
@@ -29,8 +30,17 @@ CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "config", "history", "
 
 
 def save_torch_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically, with the same bytes for the same object.
+
+    ``torch.save`` names the zip archive inside the file after the file it
+    writes to, which here is a random temporary name; serialising to memory
+    gives the archive a fixed name instead, so equal objects give equal files
+    (and equal recorded hashes) from run to run.
+    """
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def load_torch(path: str | Path, what: str = "file") -> dict:
