@@ -17,21 +17,22 @@ def snakemake(*args, cwd=REPO, timeout=900) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory) -> Path:
-    """Results directory of the smoke workflow run locally, end to end (once per session)."""
-    results = tmp_path_factory.mktemp("smoke") / "results"
+def run_smoke(tmp_path_factory, name: str) -> Path:
+    """Run the smoke workflow locally, end to end, from empty into a new directory; its results directory."""
+    results = tmp_path_factory.mktemp(name) / "results"
     result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
                        timeout=1200)
     assert result.returncode == 0, result.stderr[-6000:]
     return results
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """Results directory of the smoke workflow run locally, end to end (once per session)."""
+    return run_smoke(tmp_path_factory, "smoke")
 
 
 @pytest.fixture(scope="session")
 def smoke_run_again(tmp_path_factory) -> Path:
     """A second smoke run from empty, into another directory (for the identical-bytes test)."""
-    results = tmp_path_factory.mktemp("smoke_again") / "results"
-    result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
-                       timeout=1200)
-    assert result.returncode == 0, result.stderr[-6000:]
-    return results
+    return run_smoke(tmp_path_factory, "smoke_again")
