@@ -10,9 +10,13 @@ CORES  ?= 2
 CONFIG ?= config/config.yaml
 # Target rules to build: empty = every study the config enables (rule all).
 STUDIES ?=
-# A CPU build of torch is installed first so that the package's torch requirement
-# is already met and pip does not fetch the (several GB) CUDA build.
-TORCH_SPEC ?= torch==2.13.0
+# torch is installed first, so that the package's torch requirement is already met and pip
+# does not fetch the (several GB) default CUDA build from PyPI. By default: a local wheel
+# when pip's configured find-links hold one, else the CPU build from the PyTorch CPU index.
+# GPU users name their index, e.g. make run TORCH_INDEX=https://download.pytorch.org/whl/cu126
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup run smoke test lint report benchmark clean
@@ -22,10 +26,17 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install "$(TORCH_SPEC)"
+ifeq ($(TORCH_INDEX),)
+	$(BIN)/python -m pip install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
+		|| $(BIN)/python -m pip install --index-url "$(CPU_TORCH_INDEX)" "torch==$(TORCH_VERSION)"
+else
+	$(BIN)/python -m pip install --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"
+endif
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 
+# Interrupted, even by kill -9? Run the same target again: it clears the killed run's locks
+# (when no other run is alive here), reruns its unfinished jobs and resumes training from checkpoints.
 run: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG) $(STUDIES)
 

@@ -9,9 +9,20 @@
 # scripts/step.py, which calls the step function the rule names in params.step.
 # docs/architecture.md says where everything is.
 
+from snakemake.logging import logger
 from snakemake.utils import min_version
 
+from medrepro.recovery import claim_working_directory, explain_lock_conflicts
+
 min_version("9.0")
+
+# After a kill -9 Snakemake's locks stay behind and every later run stops with a
+# LockException. The main process (not a cluster job that parses this file again)
+# removes them when no other run of this workflow is alive here, and otherwise
+# lets a lock conflict say so; incomplete outputs are rerun through
+# `rerun-incomplete` in profiles/default.
+if workflow.is_main_process and claim_working_directory(log=logger.info).other_run_alive:
+    explain_lock_conflicts()
 
 
 configfile: "config/config.yaml"
@@ -29,6 +40,7 @@ if "chest" in RULE_STUDIES:
     include: "workflow/rules/chest/report.smk"
 
     STUDY_OUTPUTS["chest"] = chest_outputs
+    STUDY_CLAIMS["chest"] = rules.chest_claims.output.csv
 
     rule chest:
         """The chest X-ray registration study: Table 1, its statistics and figures."""
@@ -51,7 +63,11 @@ if "cxr14" in RULE_STUDIES:
             cxr14_outputs(),
 
 
+include: "workflow/rules/claims.smk"
+
+
 rule all:
     input:
         [STUDY_OUTPUTS[study]() for study in ENABLED_STUDIES],
+        rules.claims.output if enabled_claim_files() else [],
     default_target: True

@@ -115,21 +115,39 @@ def export_crate(prov_dir: str | Path, out_zip: str | Path, results_dir: str | P
     ``results_dir`` defaults to the parent of ``prov_dir``; ``repo_dir`` (the
     directory the workflow ran in, which record paths are relative to) to the
     nearest directory above ``results_dir`` holding a ``Snakefile``, else the
-    parent of ``results_dir``. The zip appears only once it is complete.
+    parent of ``results_dir``. The zip appears only once it is complete; a
+    target that cannot be written is refused before any work, naming the path.
     """
-    prov_dir = Path(prov_dir)
+    prov_dir, out_zip = Path(prov_dir), Path(out_zip)
+    check_zip_target(out_zip)
     store = ProvenanceStore.load(prov_dir)
     if not store.records:
         raise MedreproError(f"{prov_dir / 'jobs'}: no provenance records to export")
     results_dir = Path(results_dir) if results_dir is not None else prov_dir.parent
     root = Path(repo_dir) if repo_dir is not None else repository_root(results_dir)
     crate = _CrateBuilder(store.records, root.resolve(), results_dir.resolve()).build()
-    out_zip = Path(out_zip)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No source for")
-        with atomic_path(out_zip) as tmp:
-            crate.write_zip(tmp)
+        try:
+            with atomic_path(out_zip) as tmp:
+                crate.write_zip(tmp)
+        except OSError as exc:  # a read-only or full file system: nothing is left behind by atomic_path
+            raise MedreproError(f"{out_zip}: cannot write the crate there ({exc.strerror or exc}); "
+                                "choose a writable place") from exc
     return out_zip
+
+
+def check_zip_target(out_zip: Path) -> None:
+    """Refuse a crate path that is a folder, or whose folder is missing or not writable."""
+    folder = out_zip.parent
+    if out_zip.is_dir():
+        raise MedreproError(f"{out_zip}: is a folder; give a file name, e.g. {out_zip / 'provenance.crate.zip'}")
+    if not folder.exists():
+        raise MedreproError(f"{out_zip}: folder {folder} does not exist; create it or choose another path")
+    if not folder.is_dir():
+        raise MedreproError(f"{out_zip}: {folder} is not a folder; choose another path")
+    if not os.access(folder, os.W_OK):
+        raise MedreproError(f"{out_zip}: folder {folder} is not writable; choose a writable place")
 
 
 def repository_root(results_dir: str | Path) -> Path:

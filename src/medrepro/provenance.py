@@ -190,9 +190,9 @@ class ProvenanceStore:
     def load(cls, prov_dir: str | Path) -> "ProvenanceStore":
         jobs = Path(prov_dir) / "jobs"
         if not jobs.is_dir():
-            raise MedreproError(f"{jobs}: no provenance records (has the workflow run?)")
-        records = [json.loads(p.read_text()) for p in sorted(jobs.glob("*.json"))]
-        return cls(records)
+            raise MedreproError(f"{jobs}: no such folder, so no provenance records; a run writes them to "
+                                "<results_dir>/provenance/jobs")
+        return cls([_read_record(p) for p in sorted(jobs.glob("*.json"))])
 
     def __post_init__(self):
         self._by_output: dict[str, dict] = {}
@@ -213,15 +213,37 @@ class ProvenanceStore:
         return None
 
     def chain(self, path: str | Path, only_inputs: list[str] | None = None) -> list[dict]:
-        """Depth-first list of steps behind ``path``; each step lists its inputs' producers."""
+        """Depth-first list of steps behind ``path``; each step lists its inputs' producers.
+
+        Every file and directory on the way is described again and compared with
+        the records: a job's output with the digest its job recorded
+        (``recorded_sha256``/``current_sha256``), each input, and each source
+        (a path no job made, such as a user's data copy) with the digest the job
+        that read it recorded. ``changed`` marks any difference. A path is
+        described once per chain, and each file hashed once per process
+        (:mod:`medrepro.hashing` memoises by file state).
+        """
         steps: list[dict] = []
         seen: set[str] = set()
+        described: dict[str, dict] = {}
 
-        def visit(p: str, restrict: list[str] | None, depth: int) -> None:
+        def now(p: str) -> dict:
+            if p not in described:
+                described[p] = describe_path(p)
+            return described[p]
+
+        def compared(recorded_input: dict) -> dict:
+            current = now(recorded_input["path"])["sha256"]
+            return {**recorded_input, "current_sha256": current, "changed": current != recorded_input["sha256"]}
+
+        def visit(p: str, recorded: str | None, restrict: list[str] | None, depth: int) -> None:
             found = self.producer(p)
             if found is None:
-                steps.append({"depth": depth, "kind": "source", "path": normpath(p),
-                              "sha256": describe_path(p).get("sha256")})
+                current = now(normpath(p))
+                steps.append({"depth": depth, "kind": "source", "path": normpath(p), "type": current["type"],
+                              "sha256": current["sha256"], "current_sha256": current["sha256"],
+                              "recorded_sha256": recorded,
+                              "changed": recorded is not None and current["sha256"] != recorded})
                 return
             rec, out = found
             rid = record_id(rec)
@@ -233,14 +255,25 @@ class ProvenanceStore:
             if restrict is not None:
                 wanted = {normpath(r) for r in restrict}
                 inputs = [i for i in inputs if i["path"] in wanted]
+            inputs = [compared(i) for i in inputs]
+            current = now(out["path"])["sha256"]
             steps.append({"depth": depth, "kind": "job", "path": out["path"], "record": rid,
-                          "recorded_sha256": out["sha256"], "current_sha256": describe_path(out["path"])["sha256"]
-                          if Path(out["path"]).is_file() else out["sha256"], "job": rec, "inputs": inputs})
+                          "recorded_sha256": out["sha256"], "current_sha256": current,
+                          "changed": current != out["sha256"], "job": rec, "inputs": inputs})
             for inp in inputs:
-                visit(inp["path"], None, depth + 1)
+                visit(inp["path"], inp["sha256"], None, depth + 1)
 
-        visit(normpath(path), only_inputs, 0)
+        visit(normpath(path), None, only_inputs, 0)
         return steps
+
+
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        rule = path.name.split("__")[0].removesuffix(".json")
+        raise MedreproError(f"{path}: not a readable provenance record ({exc}); rerun its job to write it again: "
+                            f"snakemake --cores 2 --forcerun {rule} (with the run's --configfile)") from exc
 
 
 def record_id(rec: dict) -> str:
@@ -249,10 +282,31 @@ def record_id(rec: dict) -> str:
 
 
 # ---------------------------------------------------------- table cells
-def cell_value(table_path: str | Path, row: str, column: str, key_columns: list[str]) -> tuple[str, object]:
+def read_table(table_path: str | Path):
+    """A generated CSV table as a DataFrame; one clear error for a folder, another format or an unreadable file."""
     import pandas as pd
 
-    table = pd.read_csv(table_path)
+    path = Path(table_path)
+    if path.is_dir():
+        raise MedreproError(f"{path}: is a folder, not a table; give a CSV table from <results_dir>/tables/")
+    if path.suffix.lower() != ".csv":
+        sibling = path.with_suffix(".csv")
+        hint = f"use {sibling}, the same table as CSV" if sibling.is_file() else "give one from <results_dir>/tables/"
+        raise MedreproError(f"{path}: not a CSV table (cells are traced in the .csv tables); {hint}")
+    try:
+        return pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MedreproError(f"{path}: cannot be read as a CSV table ({reason})") from exc
+
+
+def cell_value(table_path: str | Path, row: str, column: str, key_columns: list[str],
+               table=None) -> tuple[str, object]:
+    table = read_table(table_path) if table is None else table
+    missing_keys = [c for c in key_columns if c not in table.columns]
+    if missing_keys:
+        raise MedreproError(f"{table_path}: key columns {', '.join(missing_keys)} are missing; the table was "
+                            "changed after the run that wrote it (rerun the workflow)")
     if column not in table.columns:
         raise MedreproError(f"{table_path}: no column {column!r}; columns are {list(table.columns)}")
     keys = table[key_columns].astype(str).agg("/".join, axis=1)
@@ -265,20 +319,26 @@ def cell_value(table_path: str | Path, row: str, column: str, key_columns: list[
 
 
 def explain_cell(prov_dir: str | Path, table_path: str | Path, row: str, column: str) -> dict:
+    table = read_table(table_path)  # first: a wrong file is named as such, before any record is read
     store = ProvenanceStore.load(prov_dir)
     found = store.producer(table_path)
     if found is None:
-        raise MedreproError(f"{table_path}: no provenance record produced this file")
+        raise MedreproError(f"{table_path}: no provenance record in {prov_dir} produced this file")
     rec, _ = found
     cells = rec.get("cells", {})
     key_columns = cells.get("key_columns") or []
     if not key_columns:
         raise MedreproError(f"{table_path}: its record does not describe table rows")
-    _, value = cell_value(table_path, row, column, key_columns)
+    _, value = cell_value(table_path, row, column, key_columns, table=table)
     row_inputs = cells.get("rows", {}).get(row)
     steps = store.chain(table_path, only_inputs=row_inputs)
     return {"table": normpath(table_path), "row": row, "column": column, "value": to_jsonable(value),
             "key_columns": key_columns, "steps": steps}
+
+
+def _differs(current: str | None) -> str:
+    """Beside a recorded digest that no longer describes what is on disk: what is there now."""
+    return f"DIFFERS FROM the content on disk, now {f'sha256 {current}' if current else 'missing'}"
 
 
 def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
@@ -286,18 +346,25 @@ def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
     for step in expl["steps"]:
         pad = "  " * step["depth"]
         if step["kind"] == "source":
-            lines.append(f"{pad}- source file (no job made it): {step['path']}  sha256 {step['sha256']}")
+            what = "directory" if step.get("type") == "directory" else "file"
+            if step.get("changed"):
+                digest = f"sha256 {step['recorded_sha256']} as recorded ({_differs(step['current_sha256'])})"
+            elif step.get("recorded_sha256"):
+                digest = f"sha256 {step['sha256']} (matches the record)"
+            else:
+                digest = f"sha256 {step['sha256']}"
+            lines.append(f"{pad}- source {what} (no job made it): {step['path']}  {digest}")
             continue
         if step["kind"] == "seen":
             lines.append(f"{pad}- {step['path']}: made by {step['record']} (shown above)")
             continue
         rec = step["job"]
-        match = "matches" if step["current_sha256"] == step["recorded_sha256"] else "DIFFERS FROM"
+        match = "matches the file on disk" if not step["changed"] else _differs(step["current_sha256"])
         lines.append(f"{pad}- {step['path']}")
         lines.append(f"{pad}  made by rule {rec['rule']} {json.dumps(rec['wildcards'])}")
         if rec.get("step"):
             lines.append(f"{pad}  step {rec['step']}")
-        lines.append(f"{pad}  output sha256 {step['recorded_sha256']} ({match} the file on disk)")
+        lines.append(f"{pad}  output sha256 {step['recorded_sha256']} ({match})")
         lines.append(f"{pad}  started {rec['started']}  finished {rec['finished']}")
         code = rec["code"]
         dirty = {True: "dirty", False: "clean", None: "unknown"}[code.get("git_dirty")]
@@ -315,5 +382,6 @@ def format_explanation(expl: dict, verbose_packages: bool = True) -> str:
             lines.append(f"{pad}  device {rec['extra']['device']}")
         for inp in step["inputs"]:
             files = f"  ({inp['n_files']} files, each hashed in the record)" if inp.get("type") == "directory" else ""
-            lines.append(f"{pad}  input {inp['path']}  sha256 {inp['sha256']}{files}")
+            lines.append(f"{pad}  input {inp['path']}  sha256 {inp['sha256']}{files}"
+                         + (f"  ({_differs(inp['current_sha256'])})" if inp.get("changed") else ""))
     return "\n".join(lines)

@@ -6,17 +6,19 @@ that is possible) and registers it with :func:`register`. Three ways in
 (:func:`obtain`):
 
 * ``synthetic``: the raw directory was written by the study's stand-in
-  generator, which also wrote a manifest; the layout is checked and every
-  file is verified against that manifest.
+  generator, whose manifest is the pin; the layout is checked and every file
+  is verified against it.
 * ``verify``: the user placed a copy of the real data (the description says
-  what goes where); the layout is checked, then the files are verified
-  against a manifest if one exists, otherwise the digests are recorded (and
-  the message says how to pin them so that later runs detect any change).
+  what goes where); the layout is checked, then every file is verified against
+  the copy's pin. At first use there is none: the digests are recorded as the
+  pin (:mod:`medrepro.pinning` says where), and later runs stop on any change.
 * ``download``: the dataset's own download function fetches and unpacks it
-  (datasets behind a registration have none).
+  (datasets behind a registration have none), then as ``verify``.
 
-Manifests use the ``sha256sum`` text format (``<digest>  <relative path>``,
-sorted by path), so ``sha256sum -c`` can check them from the raw directory.
+A pin changes only through :func:`medrepro.pinning.repin` (``medrepro data
+repin``), never as a side effect of a run, forced or not. Manifests use the
+``sha256sum`` text format (``<digest>  <relative path>``, sorted by path), so
+``sha256sum -c`` can check them from the raw directory.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -32,13 +33,14 @@ import zipfile
 from pathlib import Path
 from typing import Callable
 
+from medrepro import pinning
 from medrepro.atomic import atomic_path
 from medrepro.errors import ConfigError, DataError
 from medrepro.hashing import sha256_file
+from medrepro.pinning import MANIFEST_FILE, read_manifest, write_manifest  # noqa: F401  (part of this API)
 
 log = logging.getLogger(__name__)
 
-MANIFEST_FILE = "MANIFEST.sha256"
 MODES = ("synthetic", "verify", "download")
 _CHUNK = 1 << 20
 
@@ -115,50 +117,13 @@ def instructions(name: str | Dataset, raw_root: str | Path, parts: tuple[int, ..
 # ---------------------------------------------------------------- checksums and manifests
 
 
-def _manifest_files(root: Path, manifest_path: Path) -> list[Path]:
-    """Every regular file under ``root`` except the manifest and hidden (temporary) files."""
-    skip = manifest_path.resolve()
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in filenames:
-            path = Path(dirpath) / filename
-            if filename.startswith(".") or path.resolve() == skip:
-                continue
-            files.append(path)
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
-
-
-def write_manifest(root: str | Path, manifest_path: str | Path) -> dict[str, str]:
-    """Write ``<sha256>  <relative path>`` for every file under ``root``, sorted, atomically."""
-    root, manifest_path = Path(root), Path(manifest_path)
-    entries = {p.relative_to(root).as_posix(): sha256_file(p) for p in _manifest_files(root, manifest_path)}
-    text = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(entries.items()))
-    with atomic_path(manifest_path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return entries
-
-
-def read_manifest(manifest_path: str | Path) -> dict[str, str]:
-    manifest_path = Path(manifest_path)
-    if not manifest_path.is_file():
-        raise DataError(manifest_path, "manifest not found")
-    entries = {}
-    for number, line in enumerate(manifest_path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64:
-            raise DataError(manifest_path, f"line {number} is not '<sha256>  <path>': {line!r}")
-        entries[rel] = digest.lower()
-    return entries
-
-
 def verify_manifest(root: str | Path, manifest_path: str | Path) -> int:
     """Check every listed file's digest; raise DataError naming the first missing or changed file.
 
     Files under ``root`` that the manifest does not list are allowed (a
-    user's copy may hold extras). Returns the number of files verified.
+    manifest that lists part of a directory). Returns the number of files
+    verified. A dataset's pin is checked strictly, extras included, by
+    :func:`medrepro.pinning.verify`.
     """
     root = Path(root)
     entries = read_manifest(manifest_path)
@@ -245,29 +210,18 @@ def fetch(name: str | Dataset, raw_root: str | Path) -> Path:
 # ---------------------------------------------------------------- the obtain step
 
 
-def _reference_manifest(raw_root: Path, manifest_path: Path, mode: str) -> Path | None:
-    """The manifest to verify against: the generator's for synthetic data, else any pinned one."""
-    pinned = raw_root / MANIFEST_FILE
-    if mode == "synthetic":
-        if not pinned.is_file():
-            raise DataError(pinned, "no generator manifest: generate the synthetic dataset first")
-        return pinned
-    for candidate in (manifest_path, pinned):
-        if candidate.is_file():
-            return candidate
-    return None
+def obtain(name: str | Dataset, raw_root: str | Path, manifest_path: str | Path | None = None,
+           mode: str = "verify", pins_dir: str | Path | None = None) -> dict:
+    """Make sure a dataset's raw directory is complete and unchanged since it was pinned; returns a summary.
 
-
-def obtain(name: str | Dataset, raw_root: str | Path, manifest_path: str | Path | None = None, mode: str = "verify") -> dict:
-    """Make sure a dataset's raw directory is complete and unchanged; returns a summary.
-
-    Verifies ``raw_root`` against a reference manifest: the generator's
-    ``<raw_root>/MANIFEST.sha256`` in ``synthetic`` mode; otherwise
-    ``manifest_path`` if it already exists, else a manifest pinned at
-    ``<raw_root>/MANIFEST.sha256``. Without any reference (a first look at a
-    user's copy) the digests are computed and recorded, and the message says
-    so. Either way ``manifest_path`` (default ``<raw_root>/MANIFEST.sha256``)
-    ends up holding the verified digests, for the steps downstream.
+    Every file is hashed and compared with the pin (:func:`medrepro.pinning.pin_path`):
+    the generator's ``<raw_root>/MANIFEST.sha256`` in ``synthetic`` mode, else
+    ``<pins_dir>/<dataset>.sha256`` (``pins_dir`` defaults to the folder of
+    ``manifest_path``). A changed, missing or added file raises a DataError
+    with both digests and the re-pin command. Without a pin (a first look at a
+    user's copy) the digests become the pin, and the message says so.
+    ``manifest_path`` (default ``<raw_root>/MANIFEST.sha256``) then holds a
+    verified copy of the pin, for the steps downstream.
     """
     if mode not in MODES:
         raise ConfigError(f"unknown obtain mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -276,21 +230,24 @@ def obtain(name: str | Dataset, raw_root: str | Path, manifest_path: str | Path 
     description = dataset(name)
     if mode == "download":
         fetch(description, raw_root)
-    reference = _reference_manifest(raw_root, manifest_path, mode)
+    pin = pinning.pin_path(description.name, raw_root, "synthetic" if mode == "synthetic" else "verify",
+                           manifest_path.parent if pins_dir is None else pins_dir)
+    if mode == "synthetic" and not pin.is_file():
+        raise DataError(pin, "no generator manifest: generate the synthetic dataset first")
     counts = description.check_layout(raw_root)
-    if reference is not None:
-        n_files = verify_manifest(raw_root, reference)
-        message = f"{description.name}: verified {n_files} files against {reference}"
-        if reference.resolve() != manifest_path.resolve():
-            text = reference.read_text(encoding="utf-8")
-            with atomic_path(manifest_path) as tmp:
-                tmp.write_text(text, encoding="utf-8")
+    if pin.is_file():
+        advice = pinning.remedy(description.name, raw_root, pin, manifest_path, made_by_rule=mode == "synthetic")
+        n_files = pinning.verify(raw_root, pin, thorough=True, remedy_text=advice)
+        message = f"{description.name}: verified {n_files} files against {pin}"
     else:
-        n_files = len(write_manifest(raw_root, manifest_path))
-        message = (
-            f"{description.name}: no manifest to verify against; recorded the digests of {n_files} files in "
-            f"{manifest_path} (copy it to {raw_root / MANIFEST_FILE} to have later runs verify against it)"
-        )
+        shipped = raw_root / MANIFEST_FILE
+        n_files = pinning.pin_first_use(description.name, raw_root, pin, shipped if shipped.is_file() else None)
+        message = (f"{description.name}: first use: pinned {n_files} files in {pin} (recorded the digests; later "
+                   "runs stop if any file changes, and only `medrepro data repin` changes the pin)")
+    if pin.resolve() != manifest_path.resolve():
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(pin.read_text(encoding="utf-8"), encoding="utf-8")
     log.info(message)
-    summary = {"dataset": description.name, "mode": mode, "files": n_files, "manifest": str(manifest_path), "message": message}
+    summary = {"dataset": description.name, "mode": mode, "files": n_files, "manifest": str(manifest_path),
+               "pin": str(pin), "message": message}
     return {**summary, **counts}

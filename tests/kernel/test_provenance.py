@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -169,3 +170,102 @@ def test_file_digest_is_recomputed_when_the_file_changes(tmp_path):
     assert sha256_file(path) == hashlib.sha256(b"abc").hexdigest()
     path.write_bytes(b"abcd")  # new size, so a new memo key
     assert sha256_file(path) == hashlib.sha256(b"abcd").hexdigest()
+
+
+# ------------------------------------------------- changed inputs, files and directories
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tree_sha(files: dict[str, bytes]) -> str:
+    """A directory's digest computed independently: sha256 of its sorted '<sha256>  <path>' lines."""
+    return _sha("\n".join(f"{_sha(data)}  {rel}" for rel, data in sorted(files.items())).encode())
+
+
+def _make_directory_chain(root):
+    """A user's copy (source directory) -> a generated directory -> a table reading both."""
+    (root / "copy").mkdir()
+    (root / "copy" / "scan.txt").write_text("scan 1\n")
+    os.makedirs("results/tables", exist_ok=True)
+
+    def convert(job):
+        out = root / job.output.converted
+        out.mkdir(parents=True)
+        (out / "x.txt").write_text((root / job.input.user_copy / "scan.txt").read_text().upper())
+        (out / "y.txt").write_text("second file\n")
+
+    execute(_job("convert", {"user_copy": "copy"}, {"converted": "results/converted"}), convert)
+
+    def table(job):
+        pd.DataFrame({"name": ["x"], "value": [1]}).to_csv(job.output.csv, index=False)
+        job.cells = {"key_columns": ["name"], "rows": {"x": [job.input.converted, job.input.user_copy]}}
+
+    execute(_job("table", {"converted": "results/converted", "user_copy": "copy"}, {"csv": "results/tables/d.csv"}),
+            table)
+
+
+def _step(expl, path):
+    """The first step for ``path`` (a source read by two jobs appears under each)."""
+    return next(s for s in expl["steps"] if s["path"] == path and s["kind"] != "seen")
+
+
+def test_an_unchanged_chain_flags_nothing(workdir):
+    _make_directory_chain(workdir)
+    expl = provenance.explain_cell("results/provenance", "results/tables/d.csv", "x", "value")
+    assert not any(s.get("changed") for s in expl["steps"])
+    assert not any(i["changed"] for s in expl["steps"] if s["kind"] == "job" for i in s["inputs"])
+    assert "DIFFERS FROM" not in provenance.format_explanation(expl)
+    copy = _step(expl, "copy")
+    assert copy["kind"] == "source" and copy["recorded_sha256"] == copy["current_sha256"] == _tree_sha(
+        {"scan.txt": b"scan 1\n"})
+
+
+def test_a_changed_file_input_is_flagged_with_both_digests(workdir):
+    _make_chain(workdir)
+    (workdir / "raw" / "a.txt").write_text("raw data A, edited\n")
+    expl = provenance.explain_cell("results/provenance", "results/tables/t.csv", "a", "value")
+    source = _step(expl, "raw/a.txt")
+    assert source["changed"] and source["recorded_sha256"] == _sha(b"raw data A\n")
+    assert source["current_sha256"] == _sha(b"raw data A, edited\n")
+    (read,) = _step(expl, "results/scores/a.csv")["inputs"]
+    assert read["changed"] and read["current_sha256"] == _sha(b"raw data A, edited\n")
+    text = provenance.format_explanation(expl)
+    assert f"raw/a.txt  sha256 {_sha(b'raw data A' + bytes([10]))} as recorded (DIFFERS FROM the content on disk, " \
+           f"now sha256 {_sha(b'raw data A, edited' + bytes([10]))})" in text
+    other = provenance.explain_cell("results/provenance", "results/tables/t.csv", "b", "value")
+    assert not any(s.get("changed") for s in other["steps"])  # row b never read the edited file
+
+
+def test_a_changed_directory_made_by_a_job_is_flagged(workdir):
+    _make_directory_chain(workdir)
+    recorded = _tree_sha({"x.txt": b"SCAN 1\n", "y.txt": b"second file\n"})
+    (workdir / "results" / "converted" / "y.txt").write_text("second file, edited\n")
+    expl = provenance.explain_cell("results/provenance", "results/tables/d.csv", "x", "value")
+    converted = _step(expl, "results/converted")
+    assert converted["kind"] == "job" and converted["changed"]
+    assert converted["recorded_sha256"] == recorded
+    assert converted["current_sha256"] == _tree_sha({"x.txt": b"SCAN 1\n", "y.txt": b"second file, edited\n"})
+    table_inputs = {i["path"]: i for i in _step(expl, "results/tables/d.csv")["inputs"]}
+    assert table_inputs["results/converted"]["changed"] and not table_inputs["copy"]["changed"]
+    text = provenance.format_explanation(expl)
+    assert f"output sha256 {recorded} (DIFFERS FROM the content on disk, now sha256 " in text
+    assert "input results/converted" in text and text.count("DIFFERS FROM") == 2  # its output, and as an input
+
+
+def test_a_changed_source_directory_is_flagged_in_text_and_json(workdir, capsys):
+    _make_directory_chain(workdir)
+    (workdir / "copy" / "added.txt").write_text("a file that was not there\n")
+    expl = provenance.explain_cell("results/provenance", "results/tables/d.csv", "x", "value")
+    copy = _step(expl, "copy")
+    assert copy["changed"] and copy["type"] == "directory"
+    assert copy["recorded_sha256"] == _tree_sha({"scan.txt": b"scan 1\n"})
+    assert copy["current_sha256"] == _tree_sha({"scan.txt": b"scan 1\n", "added.txt": b"a file that was not there\n"})
+    assert "- source directory (no job made it): copy  sha256 " in provenance.format_explanation(expl)
+    assert cli_main(["provenance", "results/tables/d.csv", "--row", "x", "--column", "value", "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    flagged = [s for s in steps if s["path"] == "copy" and s["kind"] == "source"]
+    assert flagged and all(s["changed"] and s["recorded_sha256"] == copy["recorded_sha256"]
+                           and s["current_sha256"] == copy["current_sha256"] for s in flagged)
+    shutil.rmtree(workdir / "copy")
+    gone = _step(provenance.explain_cell("results/provenance", "results/tables/d.csv", "x", "value"), "copy")
+    assert gone["changed"] and gone["current_sha256"] is None

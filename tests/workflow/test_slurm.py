@@ -46,7 +46,7 @@ GPU_RULES = {"chest_train_autoencoder", "chest_train_registration", "chest_evalu
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},
     "cxr14_data": {"cxr14_synthesize", "cxr14_obtain", "cxr14_manifest"},
-    "report": {"chest_registration_table", "chest_registration_wilcoxon", "chest_figure_dice",
+    "report": {"chest_registration_table", "chest_registration_wilcoxon", "chest_claims", "claims", "chest_figure_dice",
                "chest_figure_examples", "chest_figure_training_curves", "chest_figure_anatomical_loss",
                "chest_figure_synthetic", "cxr14_figure_rca", "cxr14_figure_published_rca",
                "cxr14_figure_rca_validation"},

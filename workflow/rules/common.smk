@@ -3,9 +3,13 @@
 # nothing here knows a study.
 
 import re
+import sys
 
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow's own package, installed or not
+
+from medrepro.claims import replicate_seeds  # noqa: E402
+from medrepro.config_check import check_config  # noqa: E402
+from medrepro.errors import ConfigError  # noqa: E402
 
 # Every study: its rules are workflow/rules/<study>/*.smk, its config section
 # `<study>:` is checked by workflow/schemas/<study>.schema.yaml, and `studies:`
@@ -14,13 +18,22 @@ STUDIES = ("chest", "cxr14")
 # The studies whose rules a study needs (it reads their output files).
 STUDY_NEEDS = {"chest": (), "cxr14": ("chest",)}
 
-validate(config, "../schemas/config.schema.yaml")
+# The schema check (filling in its defaults) and the checks it cannot express; a mistake stops the
+# workflow with one line per problem naming the key, the config file that set it and what is allowed.
+# config/config.yaml is read first, each --configfile is merged over it.
+_USER_CONFIGS = list(workflow.overwrite_configfiles)
+try:
+    check_config(
+        config,
+        f"{workflow.basedir}/workflow/schemas/config.schema.yaml",
+        config_files=[f for f in workflow.configfiles if f not in _USER_CONFIGS] + _USER_CONFIGS,
+    )
+except ConfigError as problem:
+    sys.exit(str(problem))
 
 ENABLED_STUDIES = list(config["studies"])
 if not ENABLED_STUDIES:
-    raise WorkflowError(
-        f"the config enables no study: list one or more of {', '.join(STUDIES)} under `studies:`"
-    )
+    sys.exit(f"the config enables no study: list one or more of {', '.join(STUDIES)} under `studies:`")
 
 
 def _with_needs(studies):
@@ -43,6 +56,18 @@ STUDY_OUTPUTS = {}
 RESULTS = config["results_dir"]
 config.setdefault("provenance_dir", f"{RESULTS}/provenance")
 
+# Learned methods train and evaluate once per replicate seed: the config's seed, then the next ones
+# Claims are judged over all of them.
+SEEDS = replicate_seeds(config["seed"], config["replicates"])
+SEED_NAMES = [str(s) for s in SEEDS]
+# Each study with claims about its paper adds its claims file: rule claims gathers them.
+STUDY_CLAIMS = {}
+
+
+def enabled_claim_files():
+    """The claims files of the enabled studies, by study (rule claims gathers them)."""
+    return {study: STUDY_CLAIMS[study] for study in ENABLED_STUDIES if study in STUDY_CLAIMS}
+
 
 def one_of(names):
     """A wildcard constraint matching exactly the given names (never matches when empty)."""
@@ -59,3 +84,28 @@ def raw_input(name, settings):
     """Raw files as a rule input only when a rule makes them; a user-placed copy is checked by the
     obtain step itself, which then says exactly what is missing and where to get it."""
     return [] if settings["source"] == "verify" else [raw_dir(name, settings)]
+
+
+# Raw data against their pins (medrepro.pinning): a raw file changed, missing or added since it was
+# pinned stops the workflow as it starts, before any job is planned, with one line naming the file,
+# both digests and the command that re-pins it if the change is intended (no traceback: sys.exit).
+from medrepro import pinning  # noqa: E402
+from medrepro.errors import MedreproError  # noqa: E402
+
+PINS_DIR = pinning.pins_dir(config["provenance_dir"])
+
+
+def check_raw_data(datasets, verified_copy):
+    """Check each dataset's raw files against its pin: `datasets` maps names to their config sections,
+    `verified_copy(name)` is the obtain step's verified copy of the pin (removed when re-pinning). Only
+    the main process checks: a cluster job re-reads the Snakefile, and its data were checked at the start."""
+    if not workflow.is_main_process:
+        return
+    for name, settings in datasets.items():
+        directory = raw_dir(name, settings)
+        pin = pinning.pin_path(name, directory, settings["source"], PINS_DIR)
+        try:
+            pinning.check_before_run(name, directory, pin, made_by_rule=bool(raw_input(name, settings)),
+                                     verified_copy=verified_copy(name))
+        except MedreproError as problem:
+            sys.exit(str(problem))

@@ -6,8 +6,11 @@ optimizer state, step and epoch, the loss history, the run configuration, and
 every random state in play (Python, NumPy's global generator, torch CPU and
 CUDA, and the run's own named NumPy generators). Files are written through
 ``medrepro.atomic.atomic_path``, so a killed job leaves either the previous
-checkpoint or the new one, never a partial file. Only plain Python values and
-tensors are stored, so files load with ``torch.load(weights_only=True)``.
+checkpoint or the new one, never a partial file. The checkpoint before the
+latest is kept beside it (``<name>.prev``), so that a latest one damaged
+after it was written (a full disk, a crash of the file system) costs only the
+steps since the one before. Only plain Python values and tensors are stored,
+so files load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,18 +34,24 @@ from medrepro.errors import DataError
 CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "config", "history", "rng", "extra")
 
 
-def save_torch_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically, with the same bytes for the same object.
+def torch_bytes(obj: Any) -> bytes:
+    """What ``torch.save`` writes for ``obj``, the same bytes for the same object.
 
     ``torch.save`` names the zip archive inside the file after the file it
-    writes to, which here is a random temporary name; serialising to memory
-    gives the archive a fixed name instead, so equal objects give equal files
-    (and equal recorded hashes) from run to run.
+    writes to, which for an atomic write is a random temporary name;
+    serialising to memory gives the archive a fixed name instead, so equal
+    objects give equal files (and equal recorded hashes) from run to run.
     """
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_torch_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically, with the same bytes for the same object."""
+    data = torch_bytes(obj)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getbuffer())
+        tmp.write_bytes(data)
 
 
 def load_torch(path: str | Path, what: str = "file") -> dict:
@@ -51,10 +62,17 @@ def load_torch(path: str | Path, what: str = "file") -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for corrupt files
-        raise DataError(path, f"cannot read {what}: {exc}") from exc
+        raise DataError(path, f"cannot read {what} ({_first_line(exc)})") from exc
     if not isinstance(obj, dict):
         raise DataError(path, f"not a {what}: expected a dict, found {type(obj).__name__}")
     return obj
+
+
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    """The first sentence of an exception's message, at most ``limit`` characters: torch's can run to pages."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    line = lines[0].split(". ")[0].rstrip(".") if lines else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def capture_rng_states(generators: Mapping[str, np.random.Generator] | None = None) -> dict:
@@ -104,8 +122,14 @@ def save_checkpoint(
     generators: Mapping[str, np.random.Generator] | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Write the complete training state atomically."""
-    save_torch_atomic(
+    """Write the complete training state atomically; the checkpoint it replaces becomes ``<path>.prev``.
+
+    The new state is written completely before the rotation, and each rename
+    is atomic, so at every moment ``path`` or ``<path>.prev`` (or both) hold a
+    complete checkpoint.
+    """
+    path = Path(path)
+    data = torch_bytes(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -115,9 +139,58 @@ def save_checkpoint(
             "history": list(history),
             "rng": capture_rng_states(generators),
             "extra": dict(extra or {}),
-        },
-        path,
+        }
     )
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+        if path.exists():
+            os.replace(path, previous_checkpoint_path(path))
+
+
+def previous_checkpoint_path(path: str | Path) -> Path:
+    """Where the checkpoint before the latest one is kept."""
+    path = Path(path)
+    return path.with_name(path.name + ".prev")
+
+
+def checkpoint_files(path: str | Path) -> list[Path]:
+    """The latest and the previous checkpoint of ``path``, those that exist, newest first."""
+    return [p for p in (Path(path), previous_checkpoint_path(path)) if p.exists()]
+
+
+def load_latest_checkpoint(path: str | Path) -> tuple[dict, Path] | None:
+    """The newest readable checkpoint of ``path`` and the file it came from; None when there is none.
+
+    An unreadable latest checkpoint is reported in one warning and deleted
+    (so that it never becomes the previous one), and the previous checkpoint
+    is used. When no file can be read, one DataError line names every file to
+    delete.
+    """
+    candidates = checkpoint_files(path)
+    problems = []
+    for candidate in candidates:
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except DataError as error:
+            problems.append(error)
+            continue
+        for damaged in problems:
+            warnings.warn(f"{damaged}; deleted it and resuming from {candidate} (step {checkpoint['step']})",
+                          stacklevel=2)
+            Path(damaged.path).unlink(missing_ok=True)
+        return checkpoint, candidate
+    if not problems:
+        return None
+    if len(problems) == 1:
+        raise DataError(problems[0].path, f"{problems[0].problem}; delete it to train from scratch")
+    latest, previous = problems
+    raise DataError(None, f"cannot read the training checkpoint {latest.path} ({_reason(latest)}) nor the previous "
+                          f"one {previous.path} ({_reason(previous)}): delete both to train from scratch")
+
+
+def _reason(error: DataError) -> str:
+    """Why a checkpoint could not be read, in a few words."""
+    return _first_line(error.__cause__) if error.__cause__ is not None else error.problem
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -23,7 +23,7 @@ from torch import nn
 from medrepro.atomic import atomic_path
 from medrepro.progress import progress_bar
 from medrepro.training.checkpoint import (
-    config_differences, load_checkpoint, restore_checkpoint, save_checkpoint, save_torch_atomic,
+    checkpoint_files, config_differences, load_latest_checkpoint, restore_checkpoint, save_checkpoint, torch_bytes,
 )
 
 
@@ -31,8 +31,10 @@ from medrepro.training.checkpoint import (
 class TrainingSettings:
     """What every training run needs, whatever the network: schedule, optimiser, seed, device and files.
 
-    ``checkpoint_path`` holds the resumable state while the run goes on,
-    ``log_csv`` the loss log and ``out_path`` the final model file.
+    ``checkpoint_path`` holds the resumable state while the run goes on (with
+    the one before it, ``<checkpoint>.prev``, and the loss log so far,
+    ``<checkpoint>.losses.csv``); ``log_csv`` and ``out_path`` receive the
+    final loss log and model file when the run has finished, and not before.
     ``steps_per_epoch`` and ``val_every`` only label and pace the log; None
     leaves them to the trainer (one epoch by default). ``callback(step,
     terms)`` runs after each step's bookkeeping; raising from it aborts the
@@ -65,9 +67,33 @@ class TrainingSettings:
 
 def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:
     """Rewrite the whole loss log CSV atomically (missing values are left empty)."""
-    table = pd.DataFrame(list(rows), columns=columns)
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False)
+        _loss_table(rows, columns).to_csv(tmp, index=False)
+
+
+def _loss_table(rows: Iterable[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(list(rows), columns=columns)
+
+
+def in_progress_log_path(checkpoint_path: str | Path) -> Path:
+    """The loss log of a run still going on, beside its checkpoint (never at the final log's path)."""
+    checkpoint_path = Path(checkpoint_path)
+    return checkpoint_path.with_name(checkpoint_path.name + ".losses.csv")
+
+
+def _publish_results(history: list[dict], log_columns: list[str], log_csv: Path, model: dict,
+                     out_path: Path) -> None:
+    """Write the final loss log and model file: both completely, then renamed into place, log first."""
+    model_bytes = torch_bytes(model)
+    with atomic_path(out_path) as model_tmp, atomic_path(log_csv) as log_tmp:
+        model_tmp.write_bytes(model_bytes)
+        _loss_table(history, log_columns).to_csv(log_tmp, index=False)
+
+
+def _remove_run_files(checkpoint_path: Path) -> None:
+    """The checkpoints and the in-progress log, once the final files are in place."""
+    for path in [*checkpoint_files(checkpoint_path), in_progress_log_path(checkpoint_path)]:
+        path.unlink(missing_ok=True)
 
 
 def epoch_of(step: int, steps_per_epoch: int) -> int:
@@ -76,10 +102,15 @@ def epoch_of(step: int, steps_per_epoch: int) -> int:
 
 
 def _resume_state(checkpoint_path: Path, config: dict, steps: int) -> dict | None:
-    """The checkpoint to resume from, or None (absent, other configuration, or past ``steps``)."""
-    if not checkpoint_path.exists():
+    """The checkpoint to resume from, or None (absent, other configuration, or past ``steps``).
+
+    An unreadable latest checkpoint falls back to the previous one (one
+    warning); when none can be read, a DataError names the files to delete.
+    """
+    latest = load_latest_checkpoint(checkpoint_path)
+    if latest is None:
         return None
-    checkpoint = load_checkpoint(checkpoint_path)
+    checkpoint, checkpoint_path = latest
     differences = config_differences(checkpoint["config"], config)
     if differences:
         warnings.warn(
@@ -137,11 +168,16 @@ def run_resumable_training(
     (``settings`` may leave them to the trainer's default).
 
     On start an existing checkpoint whose ``config`` equals ``config`` is
-    resumed; one for another configuration is ignored with a warning. Every
-    ``checkpoint_every`` steps the full state and the loss log are written
-    atomically. At the end the log, then the final model file (``kind``, the
-    configuration with ``steps``, and the weights) are written atomically and only then is the checkpoint removed, so an
-    interruption at any moment loses at most ``checkpoint_every`` steps.
+    resumed (the previous one when the latest cannot be read); one for another
+    configuration is ignored with a warning. Every ``checkpoint_every`` steps
+    the full state is written atomically (the one before kept as
+    ``<checkpoint>.prev``) and the loss log so far beside it
+    (``<checkpoint>.losses.csv``). At the end the final log and model file
+    (``kind``, the configuration with ``steps``, and the weights) are written
+    completely, renamed into place (log, then model) and only then are the
+    checkpoints and the in-progress log removed: an interruption at any
+    moment loses at most ``checkpoint_every`` steps, and nothing at
+    ``log_csv`` or ``out_path`` exists before the run has finished.
     Train rows average the terms over the ``log_every`` steps they cover;
     ``validate`` (run in eval mode without gradients) adds a ``val`` row every
     ``val_every`` steps and at the last step. ``callback(step, terms)`` runs
@@ -184,7 +220,7 @@ def run_resumable_training(
                     history=history, generators=generators,
                     extra={"window_sums": window.sums, "window_count": window.count},
                 )
-                write_loss_log(history, log_csv, log_columns)
+                write_loss_log(history, in_progress_log_path(checkpoint_path), log_columns)
             bar.update(1)
             if callback is not None:
                 callback(step, terms)
@@ -192,10 +228,10 @@ def run_resumable_training(
         bar.close()
     seconds = time.perf_counter() - started
 
-    write_loss_log(history, log_csv, log_columns)
-    save_torch_atomic({"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": model.state_dict()},
-                      out_path)
-    checkpoint_path.unlink(missing_ok=True)
+    _publish_results(history, log_columns, log_csv,
+                     {"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": model.state_dict()},
+                     out_path)
+    _remove_run_files(checkpoint_path)
     steps_run = steps - start_step
     return {
         "steps": steps,

@@ -141,3 +141,34 @@ def test_write_registration_table(table, tmp_path):
     write_registration_table(table, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.csv", "t1.md", "t1.tex"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t1.csv"), table)
+
+
+def test_seed_replicates_mean_over_seeds_with_both_spreads():
+    """Learned methods have one block of pairs per seed; the others run once (seed NaN)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for method, seeds in (("acregnet", [0, 1, 2]), ("unregistered", [np.nan])):
+        for seed in seeds:
+            for i in range(5):
+                rows.append({"dataset": "JSRT", "method": method, "seed": seed, "moving": f"m{i}", "fixed": f"f{i}",
+                             "dsc": rng.uniform(0.8, 0.95), "hd": rng.uniform(10, 40), "assd": rng.uniform(2, 9),
+                             "distance_unit": "mm"})
+    per_pair = pd.DataFrame(rows)
+    table = registration_table(per_pair, METHOD_IDS, PAPER_DATASET_ORDER).set_index("method")
+    learned = per_pair[per_pair.method == "acregnet"]
+    for metric in ("dsc", "hd", "assd"):
+        per_seed = [learned[learned.seed == s][metric].to_numpy() for s in (0, 1, 2)]
+        means = np.array([v.mean() for v in per_seed])
+        assert table.loc["acregnet", f"{metric}_mean"] == pytest.approx(means.mean())
+        assert table.loc["acregnet", f"{metric}_sd"] == pytest.approx(np.mean([v.std(ddof=1) for v in per_seed]))
+        assert table.loc["acregnet", f"{metric}_seed_sd"] == pytest.approx(means.std(ddof=1))
+        assert np.isnan(table.loc["unregistered", f"{metric}_seed_sd"])
+    assert table.loc["acregnet", "n_seeds"] == 3 and table.loc["acregnet", "n_pairs"] == 5
+    assert table.loc["unregistered", "n_seeds"] == 1
+    text = render_markdown(table.reset_index()[TABLE_COLUMNS])
+    assert re.search(r"\| AC-RegNet \| \d\.\d{3} \(\d\.\d{3}\) \[\d\.\d{3}\] \|", text)
+    assert re.search(r"\| Unregistered \| \d\.\d{3} \(\d\.\d{3}\) \|", text)
+    assert "trained with 3 seeds" in text
+    uneven = per_pair.drop(index=per_pair[(per_pair.method == "acregnet") & (per_pair.seed == 2)].index[:1])
+    with pytest.raises(DataError, match="different numbers of test pairs"):
+        registration_table(uneven, METHOD_IDS, PAPER_DATASET_ORDER)

@@ -26,20 +26,51 @@ def chest_dir(dataset):
 
 
 def chest_autoencoder_input(wildcards):
+    """The anatomy autoencoder trained with the same replicate seed as the network."""
     if wildcards.method in AE_METHODS:
-        return rules.chest_train_autoencoder.output.model.format(dataset=wildcards.dataset)
+        return rules.chest_train_autoencoder.output.model.format(dataset=wildcards.dataset, seed=wildcards.seed)
     return []
 
 
-def chest_eval_scores(method=None):
-    methods = [method] if method else CHEST_METHODS
-    return {f"{d}/{m}": f"{chest_dir(d)}/eval/{m}.csv" for d in CHEST_DATASETS for m in methods}
+def chest_model(dataset, name, seed=None):
+    """A trained model of `dataset` (a registration method or "autoencoder"); the config's seed by default."""
+    return f"{chest_dir(dataset)}/models/seed{config['seed'] if seed is None else seed}/{name}.pt"
+
+
+def chest_eval_file(dataset, method, seed, suffix="csv"):
+    """Scores (or the example pair) of one method: one file per seed for learned methods, one in all for the rest."""
+    folder = f"eval/seed{seed}" if method in LEARNED_METHODS else "eval"
+    return f"{chest_dir(dataset)}/{folder}/{method}.{suffix}"
+
+
+def chest_eval_scores():
+    """Every method's scores, keyed 'Dataset/Method' (run once) or 'Dataset/Method/seed<N>' (per seed)."""
+    scores = {}
+    for d in CHEST_DATASETS:
+        for m in CHEST_METHODS:
+            if m in LEARNED_METHODS:
+                scores.update({f"{d}/{m}/seed{s}": chest_eval_file(d, m, s) for s in SEEDS})
+            else:
+                scores[f"{d}/{m}"] = chest_eval_file(d, m, None)
+    return scores
+
+
+def chest_examples():
+    """The example pair as registered by every method; learned methods with the config's seed."""
+    return {
+        f"{d}/{m}": chest_eval_file(d, m, config["seed"], "example.npz") for d in CHEST_DATASETS for m in CHEST_METHODS
+    }
 
 
 def chest_loss_logs():
-    logs = {f"{d}/{m}": f"{chest_dir(d)}/models/{m}.losses.csv" for d in CHEST_DATASETS for m in LEARNED_METHODS}
-    logs.update({f"{d}/autoencoder": f"{chest_dir(d)}/models/autoencoder.losses.csv" for d in CHEST_DATASETS})
-    return logs
+    """Loss logs of every trained network, keyed 'Dataset/Method/seed<N>'."""
+    names = [*LEARNED_METHODS, "autoencoder"]
+    return {
+        f"{d}/{m}/seed{s}": f"{chest_dir(d)}/models/seed{s}/{m}.losses.csv"
+        for d in CHEST_DATASETS
+        for m in names
+        for s in SEEDS
+    }
 
 
 def chest_anatomy_dataset():
@@ -55,7 +86,11 @@ def chest_outputs():
         *rules.chest_figure_examples.output,
         *rules.chest_figure_training_curves.output,
         *rules.chest_figure_anatomical_loss.output,
+        *rules.chest_claims.output,
     ]
     if chest_datasets_with_source("synthetic"):
         outputs += list(rules.chest_figure_synthetic.output)
     return outputs
+
+
+check_raw_data(CHEST["datasets"], lambda d: f"{chest_dir(d)}/raw_manifest.sha256")

@@ -1,5 +1,6 @@
 # Chest X-ray evaluation: every method registers the same test pairs; Dice, HD
-# and ASSD per pair and class (medpy 0.4.0 definitions).
+# and ASSD per pair and class (medpy 0.4.0 definitions). Learned methods are
+# evaluated once per replicate seed, the others (no training) once.
 
 
 rule chest_evaluate_learned:
@@ -9,20 +10,22 @@ rule chest_evaluate_learned:
         split=rules.chest_split.output.split,
         model=rules.chest_train_registration.output.model,
     output:
-        scores=f"{RESULTS}/chest/{{dataset}}/eval/{{method}}.csv",
-        example=f"{RESULTS}/chest/{{dataset}}/eval/{{method}}.example.npz",
+        scores=f"{RESULTS}/chest/{{dataset}}/eval/seed{{seed}}/{{method}}.csv",
+        example=f"{RESULTS}/chest/{{dataset}}/eval/seed{{seed}}/{{method}}.example.npz",
     wildcard_constraints:
         dataset=one_of(CHEST_DATASETS),
         method=one_of(LEARNED_METHODS),
+        seed=one_of(SEED_NAMES),
     params:
         step="medrepro.studies.chest.steps:evaluate_learned",
         method=lambda wc: wc.method,
+        seed=lambda wc: int(wc.seed),
         example_pair=CHEST["figures"]["example_pair"],
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:
-        f"{RESULTS}/logs/chest_evaluate_learned/{{dataset}}_{{method}}.log",
+        f"{RESULTS}/logs/chest_evaluate_learned/{{dataset}}_{{method}}_seed{{seed}}.log",
     conda:
         "../../../envs/torch.yaml"
     script:

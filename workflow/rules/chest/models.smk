@@ -1,6 +1,7 @@
-# Chest X-ray models: the anatomy autoencoder, then the four registration networks.
-# Both train on a GPU when the job gets one, on the CPU otherwise, checkpoint as
-# they go and resume from the last checkpoint when re-run after being killed.
+# Chest X-ray models: the anatomy autoencoder, then the four registration networks,
+# once per replicate seed (`replicates:` in the config). Both train on a GPU when
+# the job gets one, on the CPU otherwise, checkpoint as they go and resume from the
+# last checkpoint when re-run after being killed.
 
 
 rule chest_train_autoencoder:
@@ -9,25 +10,26 @@ rule chest_train_autoencoder:
         arrays=rules.chest_prealign.output.arrays,
         split=rules.chest_split.output.split,
     output:
-        model=f"{RESULTS}/chest/{{dataset}}/models/autoencoder.pt",
-        losses=f"{RESULTS}/chest/{{dataset}}/models/autoencoder.losses.csv",
+        model=f"{RESULTS}/chest/{{dataset}}/models/seed{{seed}}/autoencoder.pt",
+        losses=f"{RESULTS}/chest/{{dataset}}/models/seed{{seed}}/autoencoder.losses.csv",
     wildcard_constraints:
         dataset=one_of(CHEST_DATASETS),
+        seed=one_of(SEED_NAMES),
     params:
         step="medrepro.studies.chest.steps:train_autoencoder",
-        seed=config["seed"],
+        seed=lambda wc: int(wc.seed),
         steps=CHEST["autoencoder"]["steps"],
         batch_size=CHEST["autoencoder"]["batch_size"],
         learning_rate=CHEST["autoencoder"]["learning_rate"],
         noise_p=CHEST["autoencoder"]["noise_p"],
         augmented_masks=CHEST["autoencoder"]["augmented_masks"],
         checkpoint_every=CHEST["autoencoder"]["checkpoint_every"],
-        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/autoencoder.ckpt",
+        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/seed{wc.seed}/autoencoder.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:
-        f"{RESULTS}/logs/chest_train_autoencoder/{{dataset}}.log",
+        f"{RESULTS}/logs/chest_train_autoencoder/{{dataset}}_seed{{seed}}.log",
     conda:
         "../../../envs/torch.yaml"
     script:
@@ -41,15 +43,16 @@ rule chest_train_registration:
         split=rules.chest_split.output.split,
         autoencoder=chest_autoencoder_input,
     output:
-        model=f"{RESULTS}/chest/{{dataset}}/models/{{method}}.pt",
-        losses=f"{RESULTS}/chest/{{dataset}}/models/{{method}}.losses.csv",
+        model=f"{RESULTS}/chest/{{dataset}}/models/seed{{seed}}/{{method}}.pt",
+        losses=f"{RESULTS}/chest/{{dataset}}/models/seed{{seed}}/{{method}}.losses.csv",
     wildcard_constraints:
         dataset=one_of(CHEST_DATASETS),
         method=one_of(LEARNED_METHODS),
+        seed=one_of(SEED_NAMES),
     params:
         step="medrepro.studies.chest.steps:train_registration",
         method=lambda wc: wc.method,
-        seed=config["seed"],
+        seed=lambda wc: int(wc.seed),
         steps=CHEST["registration"]["steps"],
         batch_size=CHEST["registration"]["batch_size"],
         learning_rate=CHEST["registration"]["learning_rate"],
@@ -58,12 +61,12 @@ rule chest_train_registration:
         lambda_ae=CHEST["registration"]["lambda_ae"],
         ce_epsilon=CHEST["registration"]["ce_epsilon"],
         checkpoint_every=CHEST["registration"]["checkpoint_every"],
-        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/{wc.method}.ckpt",
+        checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/seed{wc.seed}/{wc.method}.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
         gpu=1,
     log:
-        f"{RESULTS}/logs/chest_train_registration/{{dataset}}_{{method}}.log",
+        f"{RESULTS}/logs/chest_train_registration/{{dataset}}_{{method}}_seed{{seed}}.log",
     conda:
         "../../../envs/torch.yaml"
     script:

@@ -9,7 +9,7 @@ rule cxr14_segment:
         manifest=rules.cxr14_manifest.output.manifest,
         raw_manifest=rules.cxr14_obtain.output.manifest,
         atlases=rules.cxr14_atlases.output.atlases,
-        model=cxr14_atlas_file("models/AC-RegNet.pt"),
+        model=chest_model(CXR14["atlas_dataset"], "AC-RegNet"),
     output:
         segmentation=f"{RESULTS}/cxr14/shards/{{shard}}/segmentation.npz",
     wildcard_constraints:
@@ -39,7 +39,7 @@ rule cxr14_rca:
     input:
         segmentation=rules.cxr14_segment.output.segmentation,
         atlases=rules.cxr14_atlases.output.atlases,
-        model=cxr14_atlas_file("models/AC-RegNet.pt"),
+        model=chest_model(CXR14["atlas_dataset"], "AC-RegNet"),
     output:
         scores=f"{RESULTS}/cxr14/shards/{{shard}}/rca.csv",
     wildcard_constraints:
@@ -78,7 +78,7 @@ rule cxr14_rca_validation:
     """RCA-predicted against real Dice on held-out images of the atlas dataset."""
     input:
         atlases=rules.cxr14_atlases.output.atlases,
-        model=cxr14_atlas_file("models/AC-RegNet.pt"),
+        model=chest_model(CXR14["atlas_dataset"], "AC-RegNet"),
     output:
         table=report(
             f"{RESULTS}/tables/rca_validation.csv",
@@ -137,7 +137,7 @@ rule cxr14_features:
     input:
         members=rules.cxr14_cohort.output.members,
         segmentations=cxr14_segmentations(),
-        autoencoder=cxr14_atlas_file("models/autoencoder.pt"),
+        autoencoder=chest_model(CXR14["atlas_dataset"], "autoencoder"),
     output:
         features=f"{RESULTS}/cxr14/features.npz",
     params:

@@ -37,3 +37,6 @@ def cxr14_outputs():
         *rules.cxr14_figure_published_rca.output,
         *rules.cxr14_figure_rca_validation.output,
     ]
+
+
+check_raw_data({CXR14_NAME: CXR14}, lambda d: f"{RESULTS}/cxr14/raw_manifest.sha256")

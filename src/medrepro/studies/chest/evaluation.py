@@ -23,7 +23,7 @@ from medrepro.metrics.overlap import dice
 from medrepro.metrics.surface import Spacing, surface_scores
 
 METRICS = ("dsc", "hd", "assd")
-PAIR_KEYS = ("dataset", "method", "moving", "fixed")
+PAIR_KEYS = ("dataset", "method", "seed", "moving", "fixed")
 
 
 def resolve_spacing(spacing: Spacing) -> tuple[tuple[float, ...] | None, str]:

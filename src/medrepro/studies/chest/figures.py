@@ -140,34 +140,43 @@ def _smooth(values: np.ndarray, n_points: int = 50) -> np.ndarray:
     return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()
 
 
-def _plot_curves(ax, frames: Mapping[str, pd.DataFrame], colours: Mapping[str, str]) -> None:
+def _plot_curves(ax, frames: Mapping[str, Sequence[pd.DataFrame]], colours: Mapping[str, str]) -> None:
+    """Each method's curves in its colour: the first replicate seed solid, the others fainter."""
     positive = True
-    for method, frame in frames.items():
-        for split, rows in frame.groupby("split", sort=False):
-            rows = rows.sort_values("step")
-            values = rows["total"].to_numpy(dtype=float)
-            positive &= bool(np.all(values[np.isfinite(values)] > 0))
-            y = _smooth(values) if split == "train" else values
-            ax.plot(rows["step"], y, linestyle=SPLIT_STYLE.get(split, ":"), color=colours[method],
-                    marker="o" if split != "train" and len(rows) < 30 else None, markersize=3)
+    for method, replicates in frames.items():
+        for k, frame in enumerate(replicates):
+            for split, rows in frame.groupby("split", sort=False):
+                rows = rows.sort_values("step")
+                values = rows["total"].to_numpy(dtype=float)
+                positive &= bool(np.all(values[np.isfinite(values)] > 0))
+                y = _smooth(values) if split == "train" else values
+                ax.plot(rows["step"], y, linestyle=SPLIT_STYLE.get(split, ":"), color=colours[method],
+                        alpha=1.0 if k == 0 else 0.4, linewidth=1.2 if k == 0 else 0.8,
+                        marker="o" if split != "train" and len(rows) < 30 else None, markersize=3)
     if positive:
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.grid(alpha=0.3, which="both")
 
 
-def plot_training_curves(curves: Mapping[tuple[str, str], pd.DataFrame], out: str | Path) -> Path:
+def plot_training_curves(curves: Mapping[tuple, pd.DataFrame], out: str | Path) -> Path:
     """Total loss against step: one column per dataset, registration methods on top,
     the autoencoder (method ``"autoencoder"``) in a second row when present.
 
-    Train curves are smoothed with a running mean; the y axis is logarithmic
-    when every plotted value is positive (the NCC term makes the registration
-    loss negative, in which case it stays linear).
+    Keys are ``(dataset, method)`` or ``(dataset, method, seed)``; the replicate
+    seeds of a method share its colour, the first one drawn solid. Train curves
+    are smoothed with a running mean; the y axis is logarithmic when every
+    plotted value is positive (the NCC term makes the registration loss
+    negative, in which case it stays linear).
     """
     if not curves:
         raise ValueError("no training curves to plot")
-    datasets = list(dict.fromkeys(d for d, _ in curves))
-    methods = list(dict.fromkeys(m for _, m in curves))
+    grouped: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for key, frame in curves.items():
+        grouped.setdefault((key[0], key[1]), []).append(frame)
+    n_seeds = max(len(frames) for frames in grouped.values())
+    datasets = list(dict.fromkeys(d for d, _ in grouped))
+    methods = list(dict.fromkeys(m for _, m in grouped))
     has_autoencoder = "autoencoder" in methods
     registration_methods = [m for m in methods if m != "autoencoder"]
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
@@ -178,12 +187,12 @@ def plot_training_curves(curves: Mapping[tuple[str, str], pd.DataFrame], out: st
     for col, dataset in enumerate(datasets):
         row = 0
         if registration_methods:
-            frames = {m: curves[(dataset, m)] for m in registration_methods if (dataset, m) in curves}
+            frames = {m: grouped[(dataset, m)] for m in registration_methods if (dataset, m) in grouped}
             _plot_curves(axes[row, col], frames, colours)
             axes[row, col].set_title(f"{dataset}: registration")
             row += 1
         if has_autoencoder:
-            frames = {"autoencoder": curves[(dataset, "autoencoder")]} if (dataset, "autoencoder") in curves else {}
+            frames = {"autoencoder": grouped[(dataset, "autoencoder")]} if (dataset, "autoencoder") in grouped else {}
             _plot_curves(axes[row, col], frames, colours)
             axes[row, col].set_title(f"{dataset}: autoencoder")
         for r in range(n_rows):
@@ -192,7 +201,8 @@ def plot_training_curves(curves: Mapping[tuple[str, str], pd.DataFrame], out: st
     handles = [Line2D([], [], color=colours[m], label=display_method(m)) for m in methods]
     handles += [Line2D([], [], color="black", linestyle=s, label=split) for split, s in SPLIT_STYLE.items()]
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
-    fig.suptitle("Training curves")
+    seeds_note = f" ({n_seeds} seeds each; the first solid)" if n_seeds > 1 else ""
+    fig.suptitle(f"Training curves{seeds_note}")
     return save_figure(fig, out)
 
 

@@ -41,13 +41,16 @@ def download(job: Job) -> None:
 
 
 def obtain(job: Job) -> None:
+    """Verify the raw files against their pin (a user's copy is pinned at first use); the output is a verified copy."""
+    from medrepro.pinning import pins_dir
     from medrepro.sourcing import obtain as obtain_dataset
     from medrepro.studies.chest import datasets  # noqa: F401  (registers the chest datasets)
     from medrepro.studies.chest.cxr14 import dataset  # noqa: F401  (and ChestX-ray14)
 
     p = job.params
     mode = {"synthetic": "synthetic", "download": "verify", "verify": "verify"}[p.source]
-    obtain_dataset(p.dataset, Path(p.raw_dir), Path(job.output.manifest), mode)
+    obtain_dataset(p.dataset, Path(p.raw_dir), Path(job.output.manifest), mode,
+                   pins_dir=pins_dir(job.provenance_dir))
     _record_user_copy(job)
 
 
@@ -175,13 +178,15 @@ def _score_and_save(job: Job, arrays, pairs, moving_idx, fixed_idx, warped_label
     from medrepro.studies.chest.evaluation import score_pair
 
     labels = list(range(1, n_classes(job.wildcards.dataset)))
+    # Learned methods are scored once per replicate seed; the column says which.
+    seed_column = {"seed": int(job.params.seed)} if "seed" in job.wildcards else {}
     rows = []
     for k, (m_name, f_name) in enumerate(pairs):
         spacing = arrays.spacing[fixed_idx[k]]
         spacing = None if np.isnan(spacing).any() else tuple(float(s) for s in spacing)
         for row in score_pair(warped_labels[k], arrays.labels[fixed_idx[k]], labels, spacing):
-            rows.append({"dataset": job.wildcards.dataset, "method": job.params.method, "moving": m_name,
-                         "fixed": f_name, **row, "distance_unit": "mm" if spacing else "px"})
+            rows.append({"dataset": job.wildcards.dataset, "method": job.params.method, **seed_column,
+                         "moving": m_name, "fixed": f_name, **row, "distance_unit": "mm" if spacing else "px"})
     scores = pd.DataFrame(rows)
     with atomic_path(job.output.scores) as tmp:
         scores.to_csv(tmp, index=False)
@@ -246,14 +251,32 @@ def evaluate_elastix(job: Job) -> None:
 
 # ------------------------------------------------------------------ reports
 def _scores_by_key(job: Job) -> dict[str, pd.DataFrame]:
-    """Named inputs 'Dataset/Method' -> per-(pair, class) score tables."""
+    """Named inputs 'Dataset/Method' or 'Dataset/Method/seed<N>' -> per-(pair, class) score tables."""
     return {key: pd.read_csv(path) for key, path in job.input.items() if "/" in key}
 
 
 def _per_pair(job: Job) -> pd.DataFrame:
+    """Class means per (dataset, method, seed, pair); ``seed`` is NaN for the methods run once."""
     from medrepro.studies.chest.evaluation import pair_means
 
-    return pair_means(pd.concat(_scores_by_key(job).values(), ignore_index=True))
+    scores = pd.concat(_scores_by_key(job).values(), ignore_index=True)
+    if "seed" not in scores.columns:
+        scores["seed"] = np.nan
+    return pair_means(scores)
+
+
+def _seed_averaged(per_pair: pd.DataFrame) -> pd.DataFrame:
+    """One value per (dataset, method, pair): the mean over the seeds (methods run once keep theirs)."""
+    from medrepro.studies.chest.evaluation import METRICS
+
+    keys = ["dataset", "method", "moving", "fixed"]
+    return per_pair.groupby(keys, sort=False)[list(METRICS)].mean().reset_index()
+
+
+def _row_inputs(job: Job, row_keys) -> dict[str, list[str]]:
+    """For each 'Dataset/Method' row, every input file that fed it (each seed's scores)."""
+    return {row: [path for key, path in job.input.items() if key == row or key.startswith(f"{row}/")]
+            for row in row_keys}
 
 
 def registration_table(job: Job) -> None:
@@ -262,34 +285,61 @@ def registration_table(job: Job) -> None:
     per_pair = _per_pair(job)
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
     table = build(per_pair, methods_order=methods, datasets_order=job.params.datasets)
-    if not np.isfinite(table.select_dtypes("number").to_numpy(dtype=float)).all():
+    required = table.drop(columns=[c for c in table.columns if c.endswith("_seed_sd")]).select_dtypes("number")
+    if not np.isfinite(required.to_numpy(dtype=float)).all():
         raise ValueError("Table 1 has non-finite cells; see the per-pair scores")
     with atomic_path(job.output.csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_text(job.output.markdown, render_markdown(table))
     write_text(job.output.latex, render_latex(table))
     job.cells = {"key_columns": ["dataset", "method"],
-                 "rows": {key: [job.input[key]] for key in job.input.keys() if "/" in key}}
+                 "rows": _row_inputs(job, [f"{d}/{m}" for d, m in zip(table["dataset"], table["method"])])}
 
 
 def registration_wilcoxon(job: Job) -> None:
     from medrepro.stats import paired_wilcoxon
 
-    tests = paired_wilcoxon(_per_pair(job))
+    # Each pair's value is first averaged over the replicate seeds: the test is over test pairs.
+    tests = paired_wilcoxon(_seed_averaged(_per_pair(job)))
     with atomic_path(job.output.csv) as tmp:
         tests.to_csv(tmp, index=False, float_format="%.6g")
     rows = {}
     for r in tests.itertuples():
-        rows[f"{r.dataset}/{r.metric}/{r.method_a}/{r.method_b}"] = [
-            job.input[f"{r.dataset}/{r.method_a}"], job.input[f"{r.dataset}/{r.method_b}"]]
+        inputs = _row_inputs(job, [f"{r.dataset}/{r.method_a}", f"{r.dataset}/{r.method_b}"])
+        rows[f"{r.dataset}/{r.metric}/{r.method_a}/{r.method_b}"] = [path for paths in inputs.values() for path in paths]
     job.cells = {"key_columns": ["dataset", "metric", "method_a", "method_b"], "rows": rows}
+
+
+def claims(job: Job) -> None:
+    from medrepro.claims import judge_claims
+    from medrepro.studies.chest.claims import chest_claims
+
+    per_pair = _per_pair(job)
+    per_pair["case"] = per_pair["moving"].astype(str) + "|" + per_pair["fixed"].astype(str)
+    frames = []
+    for dataset in job.params.datasets:
+        values = per_pair[per_pair["dataset"] == dataset]
+        frames.append(judge_claims(chest_claims(dataset, job.params.methods), values, source=dataset))
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(job.output.csv) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    job.cells = {"key_columns": ["study", "claim", "metric"],
+                 "rows": {f"{r.study}/{r.claim}/{r.metric}": _claim_inputs(job, r.claim) for r in table.itertuples()}}
+    log.info("%d claims: %s", len(table), table["verdict"].value_counts().to_dict())
+
+
+def _claim_inputs(job: Job, label: str) -> list[str]:
+    """The score files of the methods a claim names ('JSRT: AC-RegNet > RegNet')."""
+    dataset, _, order = label.partition(": ")
+    inputs = _row_inputs(job, [f"{dataset}/{method}" for method in order.split(" > ")])
+    return [path for paths in inputs.values() for path in paths]
 
 
 def figure_dice(job: Job) -> None:
     from medrepro.studies.chest.figures import plot_dice_distributions
 
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
-    plot_dice_distributions(_per_pair(job), job.output.png, methods_order=methods,
+    plot_dice_distributions(_seed_averaged(_per_pair(job)), job.output.png, methods_order=methods,
                             datasets_order=job.params.datasets)
 
 
@@ -312,7 +362,7 @@ def figure_examples(job: Job) -> None:
 def figure_training_curves(job: Job) -> None:
     from medrepro.studies.chest.figures import plot_training_curves
 
-    curves = {tuple(key.split("/", 1)): pd.read_csv(path) for key, path in job.input.items() if "/" in key}
+    curves = {tuple(key.split("/")): pd.read_csv(path) for key, path in job.input.items() if "/" in key}
     plot_training_curves(curves, job.output.png)
 
 

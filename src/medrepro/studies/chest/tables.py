@@ -1,9 +1,17 @@
-"""Table 1 of the study: mean (SD) over test pairs of DSC, HD and ASSD.
+"""Table 1 of the study: mean (SD) over test pairs of DSC, HD and ASSD, over seed replicates.
 
 Each test pair contributes one value per metric, the mean over its classes
-(:func:`medrepro.studies.chest.evaluation.pair_means`); the table reports the mean and
-the sample standard deviation (ddof=1) of those values over the pairs, per
-dataset and method. NaN per-pair values (every class undefined) are skipped.
+(:func:`medrepro.studies.chest.evaluation.pair_means`). The learned methods are
+trained once per replicate seed (a ``seed`` column; NaN for the methods that
+are not trained). Per dataset and method the table reports:
+
+* ``<metric>_mean``: the mean over seeds of each seed's mean over the test pairs;
+* ``<metric>_sd``: the spread over test pairs, the mean over seeds of each
+  seed's sample standard deviation (ddof=1) over the pairs;
+* ``<metric>_seed_sd``: the spread between seeds, the sample standard
+  deviation of the seeds' means (NaN for a method run once).
+
+NaN per-pair values (every class undefined) are skipped.
 
 The CSV keeps raw method identifiers; the Markdown and LaTeX renderings show
 the paper's names (:func:`display_method`) in the paper's row order.
@@ -15,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from medrepro.atomic import atomic_path, write_text
@@ -25,7 +34,8 @@ from medrepro.tables import format_cell, latex_escape, order_with_extras, requir
 PAPER_METHOD_ORDER = ("AC-RegNet", "AE-RegNet", "CE-RegNet", "RegNet", "SimpleElastix", "Unregistered")
 PAPER_DATASET_ORDER = ("JSRT", "Montgomery", "Shenzhen")
 TABLE_COLUMNS = [
-    "dataset", "method", "dsc_mean", "dsc_sd", "hd_mean", "hd_sd", "assd_mean", "assd_sd", "n_pairs", "distance_unit",
+    "dataset", "method", "dsc_mean", "dsc_sd", "dsc_seed_sd", "hd_mean", "hd_sd", "hd_seed_sd",
+    "assd_mean", "assd_sd", "assd_seed_sd", "n_pairs", "n_seeds", "distance_unit",
 ]
 METRIC_LABELS = {"dsc": "DSC", "hd": "HD", "assd": "ASSD"}
 UNIT_WORDS = {"mm": "millimetres", "px": "pixels"}
@@ -55,28 +65,39 @@ def registration_table(
     datasets_order: Sequence[str],
     source=None,
 ) -> pd.DataFrame:
-    """Mean and sample SD of the per-pair scores for every (dataset, method).
+    """Mean over seeds, SD over test pairs and SD between seeds for every (dataset, method).
 
-    Rows follow ``datasets_order`` then ``methods_order``; datasets or methods
-    missing from the orders are appended (sorted) rather than dropped.
+    ``per_pair`` may have a ``seed`` column (NaN for methods run once); without
+    one every method counts as run once. Rows follow ``datasets_order`` then
+    ``methods_order``; datasets or methods missing from the orders are
+    appended (sorted) rather than dropped.
     """
     require_columns(per_pair, ("dataset", "method", "moving", "fixed", *METRICS, "distance_unit"), source)
-    keys = ["dataset", "method", "moving", "fixed"]
-    if per_pair.duplicated(keys).any():
-        first = per_pair.loc[per_pair.duplicated(keys), keys].iloc[0].tolist()
-        raise DataError(source, f"more than one row for (dataset, method, moving, fixed) = {first}")
+    per_pair = per_pair if "seed" in per_pair.columns else per_pair.assign(seed=np.nan)
+    keys = ["dataset", "method", "seed", "moving", "fixed"]
+    duplicated = per_pair.duplicated(keys)
+    if duplicated.any():
+        first = per_pair.loc[duplicated, keys].iloc[0].tolist()
+        raise DataError(source, f"more than one row for (dataset, method, seed, moving, fixed) = {first}")
     rows = []
     for dataset in order_with_extras(per_pair["dataset"].unique().tolist(), datasets_order):
         block = per_pair[per_pair["dataset"] == dataset]
         unit = _dataset_unit(block, dataset, source)
         for method in order_with_extras(block["method"].unique().tolist(), methods_order):
             scores = block[block["method"] == method]
+            by_seed = scores.groupby(scores["seed"].fillna(-1), sort=True)  # -1: the one run of a seedless method
+            pairs = by_seed.size()
+            if pairs.nunique() != 1:
+                raise DataError(source, f"{dataset}/{method}: the seeds have different numbers of test pairs "
+                                        f"{pairs.to_dict()}")
             row = {"dataset": dataset, "method": method}
             for metric in METRICS:
-                values = scores[metric].astype(float)
-                row[f"{metric}_mean"] = float(values.mean())
-                row[f"{metric}_sd"] = float(values.std(ddof=1))
-            row["n_pairs"] = int(len(scores))
+                seed_means = by_seed[metric].mean()
+                row[f"{metric}_mean"] = float(seed_means.mean())
+                row[f"{metric}_sd"] = float(by_seed[metric].std(ddof=1).mean())
+                row[f"{metric}_seed_sd"] = float(seed_means.std(ddof=1)) if len(seed_means) > 1 else float("nan")
+            row["n_pairs"] = int(pairs.iloc[0])
+            row["n_seeds"] = int(len(pairs))
             row["distance_unit"] = unit
             rows.append(row)
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -96,7 +117,17 @@ def table_caption(table: pd.DataFrame) -> str:
         "over the classes of a pair (left/right lung, and heart where annotated). "
         f"HD and ASSD are {unit_text}. "
         "ASSD follows the medpy 0.4.0 definition: the mean of the two directed average surface distances."
+        + _seed_sentence(table)
     )
+
+
+def _seed_sentence(table: pd.DataFrame) -> str:
+    n_seeds = int(table["n_seeds"].max()) if len(table) else 1
+    if n_seeds < 2:
+        return ""
+    return (f" Learned methods were trained with {n_seeds} seeds: their mean is over the seeds, the SD in parentheses "
+            "the mean of the seeds' SDs over test pairs, and the value in square brackets the SD between the seeds' "
+            "means.")
 
 
 def _join_names(names: list[str]) -> str:
@@ -111,9 +142,16 @@ def _body_rows(table: pd.DataFrame) -> list[tuple[str, str, list[str], int, bool
         first = record["dataset"] != previous
         previous = record["dataset"]
         dataset_cell = f"{record['dataset']} ({record['distance_unit']})" if first else ""
-        cells = [format_cell(record[f"{m}_mean"], record[f"{m}_sd"]) for m in METRICS]
+        cells = [_cell(record, m) for m in METRICS]
         rows.append((dataset_cell, display_method(record["method"]), cells, int(record["n_pairs"]), first))
     return rows
+
+
+def _cell(record: dict, metric: str) -> str:
+    """``mean (SD over pairs)``, then ``[SD between seeds]`` for a method run with several seeds."""
+    text = format_cell(record[f"{metric}_mean"], record[f"{metric}_sd"])
+    seed_sd = record[f"{metric}_seed_sd"]
+    return f"{text} [{seed_sd:.3f}]" if np.isfinite(seed_sd) else text
 
 
 def render_markdown(table: pd.DataFrame, title: str = "Table 1") -> str:

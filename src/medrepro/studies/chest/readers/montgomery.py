@@ -140,6 +140,15 @@ def read_lung_labels(root: str | Path, name: str, shape: tuple[int, int]) -> np.
     return labels
 
 
+def _warn_if_incomplete(reading: Path, meta: dict) -> None:
+    """A reading without sex or age (an empty file, or lines not in the NLM form) is named, not passed silently."""
+    absent = [field for field in ("sex", "age") if meta.get(field) is None]
+    if absent:
+        problem = "is empty" if reading.stat().st_size == 0 else "gives no " + " and no ".join(absent)
+        log.warning("%s: clinical reading %s (expected lines like \"Patient's Sex: F\", \"Patient's Age: 027Y\"); "
+                    "%s left empty", reading, problem, " and ".join(absent))
+
+
 def read_montgomery_subject(root: str | Path, image_path: str | Path, spacing_mm: float | None) -> Subject:
     """One Montgomery image, its lung labels and its reading, in the common form."""
     image_path = Path(image_path)
@@ -150,6 +159,7 @@ def read_montgomery_subject(root: str | Path, image_path: str | Path, spacing_mm
     reading = montgomery_dir(root) / "ClinicalReadings" / f"{name}.txt"
     if reading.is_file():
         meta.update(read_montgomery_reading(reading))
+        _warn_if_incomplete(reading, meta)
     else:
         log.warning("%s: no clinical reading; sex and age left empty", reading)
     spacing = None if spacing_mm is None else (float(spacing_mm), float(spacing_mm))
@@ -172,8 +182,14 @@ def iter_montgomery(
         if missing:
             raise DataError(montgomery_dir(root) / "CXR_png", f"no image for {', '.join(missing[:5])}")
         images = [by_name[n] for n in wanted]
+    incomplete = 0
     for path in images:
-        yield read_montgomery_subject(root, path, spacing_mm)
+        subject = read_montgomery_subject(root, path, spacing_mm)
+        incomplete += subject.meta.get("sex") is None or subject.meta.get("age") is None
+        yield subject
+    if incomplete:
+        log.warning("Montgomery: %d of %d subjects have no sex or age (clinical reading missing, empty or "
+                    "incomplete; each is named above)", incomplete, len(images))
 
 
 def convert_montgomery(
