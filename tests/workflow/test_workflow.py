@@ -4,6 +4,8 @@ import json
 import math
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -177,6 +179,10 @@ def test_smoke_rerun_is_a_no_op_and_report_builds(smoke_run, tmp_path):
                        "--report", str(report))
     assert result.returncode == 0, result.stderr[-3000:]
     assert report.stat().st_size > 10_000
+    with zipfile.ZipFile(report) as archive:
+        in_report = {Path(name).name for name in archive.namelist()}
+    tables = {p.name for p in (smoke_run / "tables").iterdir()}
+    assert tables and tables <= in_report, sorted(tables - in_report)  # every table, each rendering included
 
 
 def _outputs(results):
