@@ -12,7 +12,8 @@ CONFIG ?= config/config.yaml
 STUDIES ?=
 # torch is installed first, so that the package's torch requirement is already met and pip
 # does not fetch the (several GB) default CUDA build from PyPI. By default: a local wheel
-# when pip's configured find-links hold one, else the CPU build from the PyTorch CPU index.
+# when pip's configured find-links hold one (its dependencies from the usual index), else
+# the CPU build, with its dependencies, from the PyTorch CPU index.
 # GPU users name their index, e.g. make run TORCH_INDEX=https://download.pytorch.org/whl/cu126
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
@@ -27,7 +28,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 ifeq ($(TORCH_INDEX),)
-	$(BIN)/python -m pip install --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
+	( $(BIN)/python -m pip install --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null \
+		&& $(BIN)/python -m pip install "torch==$(TORCH_VERSION)" ) \
 		|| $(BIN)/python -m pip install --index-url "$(CPU_TORCH_INDEX)" "torch==$(TORCH_VERSION)"
 else
 	$(BIN)/python -m pip install --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"

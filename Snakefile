@@ -9,10 +9,14 @@
 # scripts/step.py, which calls the step function the rule names in params.step.
 # docs/architecture.md says where everything is.
 
+import sys
+
 from snakemake.logging import logger
 from snakemake.utils import min_version
 
-from medrepro.recovery import claim_working_directory, explain_lock_conflicts
+sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow's own package, installed or not
+
+from medrepro.recovery import claim_working_directory, explain_lock_conflicts  # noqa: E402
 
 min_version("9.0")
 

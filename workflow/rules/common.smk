@@ -5,8 +5,6 @@
 import re
 import sys
 
-sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow's own package, installed or not
-
 from medrepro.claims import replicate_seeds  # noqa: E402
 from medrepro.config_check import check_config  # noqa: E402
 from medrepro.errors import ConfigError  # noqa: E402
