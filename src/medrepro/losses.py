@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from medrepro import boxes
+
 
 def ncc_loss(warped: torch.Tensor, fixed: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Negated global normalised cross-correlation, averaged over the batch.
@@ -81,3 +83,50 @@ def code_distance(encoder: nn.Module, warped_onehot: torch.Tensor, target_onehot
         target_code = encoder.encode(target_onehot)
     warped_code = encoder.encode(warped_onehot)
     return ((warped_code - target_code) ** 2).sum(dim=1).mean()
+
+
+def mse(warped: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference over every element (batch, channels, pixels)."""
+    if warped.shape != fixed.shape:
+        raise ValueError(f"warped {tuple(warped.shape)} and fixed {tuple(fixed.shape)} differ in shape")
+    return ((warped - fixed) ** 2).mean()
+
+
+def masked_mse(
+    moving_warped: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Mean squared difference inside a mask: the masked squared norm divided by the mask's size.
+
+    Per sample ``sum(m * (warped - fixed)^2) / sum(m)`` over channels and
+    pixels, with ``m`` the mask broadcast to the images' shape: a (B, 1, H, W)
+    mask averages the channels of every masked pixel; non-boolean masks act
+    as weights. A sample whose mask is empty scores 0 with zero gradient
+    (nothing to compare). ``reduction``: "mean" over the batch (empty
+    samples count as 0), "sum", or "none" for the (B,) values.
+    """
+    if moving_warped.shape != fixed.shape:
+        raise ValueError(f"warped {tuple(moving_warped.shape)} and fixed {tuple(fixed.shape)} differ in shape")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    weights = torch.as_tensor(mask, device=fixed.device).to(fixed.dtype).expand_as(fixed)
+    squared = weights * (moving_warped - fixed) ** 2
+    total = squared.flatten(start_dim=1).sum(dim=1)
+    count = weights.flatten(start_dim=1).sum(dim=1)
+    per_sample = torch.where(count > 0, total / torch.where(count > 0, count, torch.ones_like(count)), 0.0)
+    if reduction == "none":
+        return per_sample
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``1 - GIoU`` of paired (..., 4) boxes (``medrepro.boxes`` conventions), averaged unless told.
+
+    ``reduction``: "mean" or "sum" over every pair, or "none" for the
+    elementwise values of ``medrepro.boxes.giou_loss``.
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    values = boxes.giou_loss(pred_boxes, target_boxes)
+    if reduction == "none":
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
