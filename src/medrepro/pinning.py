@@ -13,11 +13,12 @@ Where a dataset's pin lives (:func:`pin_path`):
   verifies against it and fails on any change. A copy that arrives with its own
   ``<raw>/MANIFEST.sha256`` is verified against that before it is pinned.
 
-Beside each pin ``<name>.sha256`` lie ``.<name>.stat.tsv``, the size and
-mtime (ns) each file had when its digest was last computed, so that a check
-re-hashes only the files whose size or mtime changed (a ``touch`` costs one
-hash, not a failure), and ``<name>.log``, the pin's history: its first use and
-every re-pinning with time, user, reason and each file that changed.
+Each pin has a stat cache in the user's cache directory (:func:`stat_cache_path`):
+the size and mtime (ns) each file had when its digest was last computed, so
+that a check re-hashes only the files whose size or mtime changed (a ``touch``
+costs one hash, not a failure). Beside the pin lies ``<name>.log``, its
+history: its first use and every re-pinning with time, user, reason and each
+file that changed.
 
 The files of a dataset are every regular file under its raw directory except
 hidden ones (names starting with '.'), the directory's own ``MANIFEST.sha256``,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import hashlib
 import os
 import shlex
 from dataclasses import dataclass
@@ -67,9 +69,22 @@ def log_path(pin: str | Path) -> Path:
     return Path(pin).with_suffix(".log")
 
 
+def stat_cache_dir() -> Path:
+    """Where stat caches live: ``$MEDREPRO_STAT_CACHE``, else ``$XDG_CACHE_HOME/medrepro/stat`` (``~/.cache``)."""
+    if os.environ.get("MEDREPRO_STAT_CACHE"):
+        return Path(os.environ["MEDREPRO_STAT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medrepro" / "stat"
+
+
 def stat_cache_path(pin: str | Path) -> Path:
-    pin = Path(pin)
-    return pin.parent / f".{pin.stem}.stat.tsv"
+    """The stat cache of ``pin``, named by the pin's absolute path.
+
+    It is only a cache, so it lives in the user's cache directory: never in a
+    raw directory (a rule's output, whose bytes must not change after the
+    rule) nor among the results (two runs must give the same files).
+    """
+    key = hashlib.sha256(os.path.abspath(pin).encode()).hexdigest()[:24]
+    return stat_cache_dir() / f"{Path(pin).stem}-{key}.tsv"
 
 
 # ---------------------------------------------------------------- manifests

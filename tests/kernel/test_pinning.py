@@ -108,7 +108,9 @@ def test_hidden_files_and_the_pin_itself_are_not_part_of_the_data(tmp_path):
     (raw / ".cache").mkdir()
     (raw / ".cache" / "x").write_text("x")
     assert startup(raw, raw / pinning.MANIFEST_FILE, made_by_rule=True) == 3
-    assert pinning.stat_cache_path(raw / pinning.MANIFEST_FILE).name.startswith(".")
+    cache = pinning.stat_cache_path(raw / pinning.MANIFEST_FILE)
+    assert cache.is_file() and raw not in cache.parents  # never inside the raw directory (a rule's output)
+    assert not [p.name for p in raw.iterdir() if p.name.endswith(".tsv")]
 
 
 # ---------------------------------------------------------------- the stat cache

@@ -204,7 +204,7 @@ class FaultInjector:
         if self.killed is None and (self.results / "logs/cxr14_rca").is_dir():
             self._kill_rca_shard()
         if self.cancelled is None and any(c.stem != "autoencoder"
-                                          for c in self.results.glob("chest/*/checkpoints/*.ckpt")):
+                                          for c in self.results.glob("chest/*/checkpoints/seed*/*.ckpt")):
             self._cancel_training()
 
     def _kill_rca_shard(self) -> None:
@@ -220,12 +220,13 @@ class FaultInjector:
             os.kill(pid, signal.SIGSTOP)
         victim = None
         for pid, log in training.items():
-            dataset, method = log.stem.split("_", 1)
-            checkpoint = self.results / "chest" / dataset / "checkpoints" / f"{method}.ckpt"
-            model = self.results / "chest" / dataset / "models" / f"{method}.pt"
+            dataset, method_seed = log.stem.split("_", 1)  # <dataset>_<method>_seed<N>.log
+            method, seed = method_seed.rsplit("_seed", 1)
+            checkpoint = self.results / "chest" / dataset / "checkpoints" / f"seed{seed}" / f"{method}.ckpt"
+            model = self.results / "chest" / dataset / "models" / f"seed{seed}" / f"{method}.pt"
             if victim is None and checkpoint.exists() and not model.exists():
                 victim = pid
-                self.cancelled = {"dataset": dataset, "method": method, "job_id": slurm_job_of(pid),
+                self.cancelled = {"dataset": dataset, "method": method, "seed": seed, "job_id": slurm_job_of(pid),
                                   "checkpoint_step": load_checkpoint(checkpoint)["step"]}
         for pid in training:
             if pid != victim:
@@ -295,13 +296,14 @@ def test_groups_share_cluster_jobs(slurm_run):
         by_rule[rec["rule"]].add(rec["host"]["slurm_job_id"])
     for group, rules in ONE_JOB_GROUPS.items():
         assert len(set().union(*(by_rule[r] for r in rules))) == 1, (group, {r: by_rule[r] for r in rules})
-    # per dataset and method: training and evaluation
+    # per dataset, method and seed: training and evaluation
     learned = defaultdict(set)
     for rec in slurm_run.records:
         if rec["rule"] in ("chest_train_registration", "chest_evaluate_learned"):
-            learned[rec["host"]["slurm_job_id"]].add((rec["rule"], rec["wildcards"]["dataset"],
-                                                      rec["wildcards"]["method"]))
-    assert len(learned) == 12 and all(len({k[1:] for k in keys}) == 1 and len(keys) == 2
+            wildcards = rec["wildcards"]
+            learned[rec["host"]["slurm_job_id"]].add((rec["rule"], wildcards["dataset"], wildcards["method"],
+                                                      wildcards["seed"]))
+    assert len(learned) == 3 * 4 * 2 and all(len({k[1:] for k in keys}) == 1 and len(keys) == 2
                                       for keys in learned.values()), learned
     prepare = defaultdict(set)  # per dataset: pre-alignment, folds, unregistered baseline
     for rec in slurm_run.records:
@@ -379,20 +381,20 @@ def test_a_failed_job_is_retried_and_the_workflow_completes(slurm_run):
 @pytest.mark.slow
 def test_a_training_cancelled_mid_run_resumes_from_its_checkpoint(slurm_run, smoke_run):
     cancelled = slurm_run.faults.cancelled
-    dataset, method, step = cancelled["dataset"], cancelled["method"], cancelled["checkpoint_step"]
-    record = record_of(slurm_run.records, "chest_train_registration", dataset=dataset, method=method)
+    dataset, method, seed, step = (cancelled[k] for k in ("dataset", "method", "seed", "checkpoint_step"))
+    record = record_of(slurm_run.records, "chest_train_registration", dataset=dataset, seed=seed, method=method)
     steps = record["params"]["steps"]
     assert 0 < step < steps
     assert record["host"]["slurm_job_id"] != cancelled["job_id"]
     training = record["extra"]["training"]
     assert training["resumed_from_step"] == step and training["steps_run"] == steps - step
-    models = slurm_run.results / "chest" / dataset / "models"
-    assert not (slurm_run.results / "chest" / dataset / "checkpoints" / f"{method}.ckpt").exists()
+    models = slurm_run.results / "chest" / dataset / "models" / f"seed{seed}"
+    assert not (slurm_run.results / "chest" / dataset / "checkpoints" / f"seed{seed}" / f"{method}.ckpt").exists()
     losses = pd.read_csv(models / f"{method}.losses.csv")
     assert losses.loc[losses["split"] == "train", "step"].tolist() == list(range(1, steps + 1))
     # the resumed network is the network an uninterrupted run trains
     resumed = load_torch(models / f"{method}.pt")["state_dict"]
-    uninterrupted = load_torch(smoke_run / "chest" / dataset / "models" / f"{method}.pt")["state_dict"]
+    uninterrupted = load_torch(smoke_run / "chest" / dataset / "models" / f"seed{seed}" / f"{method}.pt")["state_dict"]
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert torch.equal(resumed[name], uninterrupted[name]), name
@@ -416,8 +418,8 @@ def test_no_half_written_output_is_taken_as_finished(slurm_run, smoke_run):
 
 # ------------------------------------------------------------ RO-Crate of the SLURM run
 def action_id(record: dict) -> str:
-    """The crate's id of a job's action: #job/<rule>[/<name>=<value>,...]."""
-    wildcards = ",".join(f"{k}={v}" for k, v in record["wildcards"].items())
+    """The crate's id of a job's action: #job/<rule>[/<name>=<value>,...], wildcards sorted by name."""
+    wildcards = ",".join(f"{k}={v}" for k, v in sorted(record["wildcards"].items()))
     return f"#job/{record['rule']}/{wildcards}" if wildcards else f"#job/{record['rule']}"
 
 

@@ -98,11 +98,20 @@ def test_an_unknown_study_is_rejected_by_the_schema(tmp_path):
 @pytest.mark.slow
 def test_smoke_tables_are_complete_and_finite(smoke_run):
     table = pd.read_csv(smoke_run / "tables/chest_registration.csv")
-    assert list(table.columns) == ["dataset", "method", "dsc_mean", "dsc_sd", "hd_mean", "hd_sd",
-                                   "assd_mean", "assd_sd", "n_pairs", "distance_unit"]
+    assert list(table.columns) == ["dataset", "method", "dsc_mean", "dsc_sd", "dsc_seed_sd", "hd_mean", "hd_sd",
+                                   "hd_seed_sd", "assd_mean", "assd_sd", "assd_seed_sd", "n_pairs", "n_seeds",
+                                   "distance_unit"]
     assert len(table) == 3 * 6
-    numbers = table.select_dtypes("number").to_numpy(dtype=float)
-    assert all(math.isfinite(x) for x in numbers.ravel())
+    learned = table["method"].isin(["RegNet", "CE-RegNet", "AE-RegNet", "AC-RegNet"])
+    assert set(table.loc[learned, "n_seeds"]) == {2} and set(table.loc[~learned, "n_seeds"]) == {1}
+    numbers = table.drop(columns=["dsc_seed_sd", "hd_seed_sd", "assd_seed_sd"]).select_dtypes("number")
+    assert all(math.isfinite(x) for x in numbers.to_numpy(dtype=float).ravel())
+    seed_spread = table.loc[learned, ["dsc_seed_sd", "hd_seed_sd", "assd_seed_sd"]].to_numpy(dtype=float)
+    assert all(math.isfinite(x) for x in seed_spread.ravel())  # NaN only for the methods run once
+    claims = pd.read_csv(smoke_run / "tables/claims.csv")
+    assert list(claims.columns) == ["study", "claim", "metric", "holds_in_seeds", "n_seeds", "p_value", "verdict"]
+    assert len(claims) == 3 * 12 * 3 and set(claims["n_seeds"]) == {2}  # datasets x claims x metrics
+    assert claims["verdict"].isin(["holds", "contradicted", "inconclusive"]).all()
     assert set(table.loc[table.dataset == "Shenzhen", "distance_unit"]) == {"px"}
     assert set(table.loc[table.dataset == "JSRT", "distance_unit"]) == {"mm"}
     wilcoxon = pd.read_csv(smoke_run / "tables/chest_registration_wilcoxon.csv")
