@@ -18,6 +18,7 @@ from medrepro.training.checkpoint import (
     load_checkpoint, load_torch, previous_checkpoint_path, save_checkpoint, save_torch_atomic,
 )
 from medrepro.training.loop import in_progress_log_path
+from support.interrupt import Interrupted, kill_at
 
 STEPS = 9
 COLUMNS = ["step", "epoch", "split", "total"]
@@ -36,16 +37,6 @@ def test_equal_objects_give_equal_model_files(tmp_path):
 
 
 # ------------------------------------------------------------------ a toy trainer on the shared loop
-class Interrupted(Exception):
-    pass
-
-
-def kill_at(step_to_kill: int):
-    def callback(step, terms):
-        if step == step_to_kill:
-            raise Interrupted(step)
-
-    return callback
 
 
 def settings(directory, **changes) -> TrainingSettings:

@@ -16,6 +16,7 @@ from medrepro.training.checkpoint import load_checkpoint, load_torch
 from medrepro.studies.chest.inference import load_registration_model, register_batch, warp_images, warp_label_maps
 from medrepro.studies.chest.registration import sample_pairs, train_registration, validation_pairs
 from medrepro.training import TrainingSettings
+from support.interrupt import Interrupted, kill_at
 
 SIZE, N_CLASSES = 32, 4
 
@@ -46,16 +47,6 @@ def fit(trainer, *args, **kwargs):
     return trainer(*args, settings, **{k: v for k, v in kwargs.items() if k not in SETTINGS_FIELDS})
 
 
-class Interrupted(Exception):
-    pass
-
-
-def kill_at(step_to_kill: int):
-    def callback(step, terms):
-        if step == step_to_kill:
-            raise Interrupted(step)
-
-    return callback
 
 
 @pytest.fixture(scope="module")
