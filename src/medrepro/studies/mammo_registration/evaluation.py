@@ -1,0 +1,130 @@
+"""Per-pair evaluation of a CC-to-MLO registration: the lesion boxes and how well they meet.
+
+For each test pair the MLO's lesion box and the registered CC's box (both in
+the MLO's pixel grid at the working size, x = column, far edge exclusive; see
+:mod:`medrepro.boxes`) give IoU, the GIoU loss ``1 - GIoU`` (the paper's
+evaluation metric), whether the boxes share a positive area (the paper's
+overlap rate counts these; boxes that only touch do not overlap), and the
+distance between the box centres in pixels. The masked MSE of the pair's
+images is computed by the caller and carried along.
+
+One row per pair in ``results/mammo_registration/eval/{method}.csv`` with the
+columns :data:`EVAL_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from medrepro import boxes
+from medrepro.atomic import atomic_path
+from medrepro.errors import DataError
+from medrepro.tables import require_columns
+
+EVAL_COLUMNS = [
+    "pair", "mlo_x1", "mlo_y1", "mlo_x2", "mlo_y2", "cc_x1", "cc_y1", "cc_x2", "cc_y2",
+    "iou", "giou_loss", "overlap", "centre_distance_px", "masked_mse",
+]
+SCORE_COLUMNS = ("iou", "giou_loss", "overlap", "centre_distance_px", "masked_mse")
+
+
+def _checked_boxes(values, name: str) -> np.ndarray:
+    """Boxes as float64 ``(N, 4)``; a non-finite or inverted box is a programming error upstream."""
+    array = np.asarray(values, dtype=np.float64)
+    array = array.reshape(1, -1) if array.ndim == 1 else array
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"{name} must be (4,) or (N, 4) as x1, y1, x2, y2; got shape {np.shape(values)}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} has a non-finite coordinate: {array[~np.isfinite(array).all(axis=1)][0].tolist()}")
+    inverted = (array[:, 2] < array[:, 0]) | (array[:, 3] < array[:, 1])
+    if inverted.any():
+        raise ValueError(f"{name} has a box with x2 < x1 or y2 < y1: {array[inverted][0].tolist()}")
+    return array
+
+
+def score_pairs(
+    pairs: Sequence[str],
+    mlo_boxes: np.ndarray,
+    cc_boxes_registered: np.ndarray,
+    masked_mses: Sequence[float],
+) -> pd.DataFrame:
+    """One row per pair with :data:`EVAL_COLUMNS`: boxes, IoU, GIoU loss, overlap (0/1), centre distance, MSE.
+
+    ``mlo_boxes`` and ``cc_boxes_registered`` are ``(N, 4)`` in the MLO's
+    pixel grid; ``masked_mses`` the N precomputed masked MSEs. Pair names must
+    be unique (they key the paired tests between methods).
+    """
+    pairs = [str(p) for p in pairs]
+    mlo = _checked_boxes(mlo_boxes, "mlo_boxes")
+    cc = _checked_boxes(cc_boxes_registered, "cc_boxes_registered")
+    mse = np.asarray(masked_mses, dtype=np.float64).reshape(-1)
+    if not (len(pairs) == len(mlo) == len(cc) == len(mse)):
+        raise ValueError(f"lengths differ: {len(pairs)} pairs, {len(mlo)} MLO boxes, {len(cc)} CC boxes, "
+                         f"{len(mse)} masked MSEs")
+    duplicated = pd.Index(pairs).duplicated()
+    if duplicated.any():
+        raise ValueError(f"pair names must be unique; {pairs[int(np.argmax(duplicated))]!r} repeats")
+    frame = pd.DataFrame({"pair": pairs})
+    for prefix, array in (("mlo", mlo), ("cc", cc)):
+        for index, corner in enumerate(("x1", "y1", "x2", "y2")):
+            frame[f"{prefix}_{corner}"] = array[:, index]
+    frame["iou"] = np.asarray(boxes.box_iou(mlo, cc), dtype=np.float64)
+    frame["giou_loss"] = np.asarray(boxes.giou_loss(mlo, cc), dtype=np.float64)
+    frame["overlap"] = np.asarray(boxes.boxes_overlap(mlo, cc)).astype(int)
+    frame["centre_distance_px"] = np.asarray(boxes.centre_distance(mlo, cc), dtype=np.float64)
+    frame["masked_mse"] = mse
+    return frame[EVAL_COLUMNS]
+
+
+def score_pair(pair: str, mlo_box: np.ndarray, cc_box_registered: np.ndarray, masked_mse: float) -> dict:
+    """The :data:`EVAL_COLUMNS` of one pair as plain Python values (floats; ``overlap`` an int 0/1)."""
+    row = score_pairs([pair], mlo_box, cc_box_registered, [masked_mse]).iloc[0].to_dict()
+    return {key: (row[key] if key == "pair" else int(row[key]) if key == "overlap" else float(row[key]))
+            for key in EVAL_COLUMNS}
+
+
+def check_scores(frame: pd.DataFrame, source=None) -> pd.DataFrame:
+    """Validate a per-pair frame: the columns, unique (seed, pair), finite scores, overlap 0/1.
+
+    Errors are ``DataError`` naming ``source`` (the CSV the frame came from).
+    """
+    require_columns(frame, ("pair", *SCORE_COLUMNS), source)
+    keys = ["seed", "pair"] if "seed" in frame.columns else ["pair"]
+    duplicated = frame.duplicated(keys)
+    if duplicated.any():
+        first = frame.loc[duplicated, keys].iloc[0].tolist()
+        raise DataError(source, f"more than one row for ({', '.join(keys)}) = {first}; each pair must appear once "
+                                "per seed")
+    for column in SCORE_COLUMNS:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            bad = frame.loc[~np.isfinite(values), "pair"].iloc[0]
+            raise DataError(source, f"column {column!r} has a missing or non-finite value (pair {bad!r}); "
+                                    "re-run the evaluation step")
+    if not frame["overlap"].isin([0, 1]).all():
+        raise DataError(source, f"column 'overlap' must be 0 or 1, found {sorted(set(frame['overlap']) - {0, 1})}")
+    return frame
+
+
+def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write a per-pair frame atomically (the :data:`EVAL_COLUMNS` first, then any others such as ``seed``)."""
+    check_scores(frame, path)
+    columns = [c for c in EVAL_COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in EVAL_COLUMNS]
+    with atomic_path(path) as tmp:
+        frame[columns].to_csv(tmp, index=False)
+
+
+def read_scores(path: str | Path) -> pd.DataFrame:
+    """Read and validate a per-pair CSV; a missing or malformed file is a ``DataError`` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "per-pair evaluation file not found; run the evaluation step first")
+    try:
+        frame = pd.read_csv(path, dtype={"pair": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(path, f"cannot be read as CSV ({error})") from error
+    return check_scores(frame, path)

@@ -1,0 +1,240 @@
+"""The study's registration table and paired tests between its variants.
+
+Input: one per-pair frame per method (``eval/{method}.csv``, the columns of
+:data:`~medrepro.studies.mammo_registration.evaluation.EVAL_COLUMNS`), with an
+optional ``seed`` column for the learned variants (NaN or absent for methods
+run once). Per method the table reports each statistic over the test pairs,
+computed per seed and then averaged over the seeds:
+
+* ``overlap_rate``: share of pairs whose boxes overlap (the paper: 66.7%);
+* ``giou_loss_mean``/``_median``/``_sd`` (sample SD, ddof=1, over pairs);
+* ``iou_mean``, ``centre_distance_median_px``, ``masked_mse_mean``;
+* ``n_seeds`` and ``overlap_rate_seed_sd`` (sample SD of the seeds' overlap
+  rates; NaN for a method run once).
+
+The Wilcoxon tests pair the methods on the pair name; a method with several
+seeds contributes each pair's mean over its seeds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from medrepro.atomic import atomic_path, write_text
+from medrepro.errors import DataError
+from medrepro.stats import paired_wilcoxon
+from medrepro.studies.mammo_registration.evaluation import check_scores
+from medrepro.tables import latex_escape, order_with_extras
+
+PAPER_OVERLAP_RATE = 0.667
+PAPER_METHOD = "masked_mse_giou"
+METHOD_ORDER = ("unregistered", "prior", "elastix", "mse", "masked_mse", "masked_mse_giou")
+TABLE_COLUMNS = [
+    "method", "n_pairs", "overlap_rate", "giou_loss_mean", "giou_loss_median", "giou_loss_sd", "iou_mean",
+    "centre_distance_median_px", "masked_mse_mean", "n_seeds", "overlap_rate_seed_sd",
+]
+WILCOXON_METRICS = ("giou_loss", "centre_distance_px")
+WILCOXON_COLUMNS = [
+    "metric", "method_a", "method_b", "n_pairs", "median_diff", "statistic", "p_value", "p_bonferroni",
+    "n_comparisons",
+]
+
+_METHOD_NAMES = {
+    "unregistered": "Unregistered", "identity": "Unregistered", "prior": "45-degree prior",
+    "elastix": "elastix affine", "mse": "MSE", "maskedmse": "Masked MSE", "maskedmsegiou": "Masked MSE + GIoU",
+}
+# Per-seed statistics: (table column, per-pair column, reducer over the pairs).
+_STATISTICS = (
+    ("overlap_rate", "overlap", lambda s: s.mean()),
+    ("giou_loss_mean", "giou_loss", lambda s: s.mean()),
+    ("giou_loss_median", "giou_loss", lambda s: s.median()),
+    ("giou_loss_sd", "giou_loss", lambda s: s.std(ddof=1)),
+    ("iou_mean", "iou", lambda s: s.mean()),
+    ("centre_distance_median_px", "centre_distance_px", lambda s: s.median()),
+    ("masked_mse_mean", "masked_mse", lambda s: s.mean()),
+)
+
+
+def display_method(method: str) -> str:
+    """Readable name of a method identifier (``masked_mse_giou`` -> ``Masked MSE + GIoU``)."""
+    return _METHOD_NAMES.get(re.sub(r"[^a-z0-9]", "", str(method).lower()), str(method))
+
+
+def _source(sources: Mapping[str, object] | None, method: str):
+    """The file a method's frame came from, for error messages; its name when no file is known."""
+    return (sources or {}).get(method) or f"per-pair scores of method {method!r}"
+
+
+def _checked_frames(per_pair_by_method: Mapping[str, pd.DataFrame], sources) -> dict[str, pd.DataFrame]:
+    if not per_pair_by_method:
+        raise DataError(None, "no method to tabulate: pass at least one per-pair frame")
+    frames = {}
+    for method, frame in per_pair_by_method.items():
+        source = _source(sources, method)
+        check_scores(frame, source)
+        if len(frame) == 0:
+            raise DataError(source, "has no test pair")
+        frames[method] = frame if "seed" in frame.columns else frame.assign(seed=np.nan)
+    return frames
+
+
+def _by_seed(frame: pd.DataFrame, source):
+    """The frame grouped by seed (-1 for a method run once), every seed with the same pairs."""
+    seeds = frame["seed"].fillna(-1)
+    pair_sets = frame.groupby(seeds, sort=True)["pair"].apply(frozenset)
+    if pair_sets.nunique() != 1:
+        sizes = {seed: len(p) for seed, p in pair_sets.items()}
+        raise DataError(source, f"the seeds were evaluated on different test pairs (pairs per seed: {sizes})")
+    return frame.groupby(seeds, sort=True)
+
+
+def _method_row(method: str, frame: pd.DataFrame, source) -> dict:
+    by_seed = _by_seed(frame, source)
+    row = {"method": method, "n_pairs": int(by_seed.size().iloc[0])}
+    seed_overlap_rates = None
+    for column, values, reducer in _STATISTICS:
+        per_seed = by_seed[values].apply(lambda s: float(reducer(s.astype(np.float64))))
+        row[column] = float(per_seed.mean())
+        if column == "overlap_rate":
+            seed_overlap_rates = per_seed
+    row["n_seeds"] = int(by_seed.ngroups)
+    row["overlap_rate_seed_sd"] = float(seed_overlap_rates.std(ddof=1)) if by_seed.ngroups > 1 else float("nan")
+    return row
+
+
+def registration_table(
+    per_pair_by_method: Mapping[str, pd.DataFrame],
+    methods_order: Sequence[str] = METHOD_ORDER,
+    sources: Mapping[str, object] | None = None,
+) -> pd.DataFrame:
+    """One row per method (:data:`TABLE_COLUMNS`) in ``methods_order``, unlisted methods appended (sorted).
+
+    ``sources`` maps a method to the file its frame was read from, named in
+    any ``DataError`` (missing column, repeated pair, non-finite score, seeds
+    evaluated on different pairs).
+    """
+    frames = _checked_frames(per_pair_by_method, sources)
+    rows = [_method_row(method, frames[method], _source(sources, method))
+            for method in order_with_extras(list(frames), methods_order)]
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+def wilcoxon_table(
+    per_pair_by_method: Mapping[str, pd.DataFrame],
+    methods_order: Sequence[str] = METHOD_ORDER,
+    sources: Mapping[str, object] | None = None,
+    metrics: Sequence[str] = WILCOXON_METRICS,
+) -> pd.DataFrame:
+    """Paired two-sided Wilcoxon tests of every two methods on each metric, Bonferroni-corrected per metric.
+
+    Pairs are matched by name; a pair missing from one method is left out of
+    that comparison's ``n_pairs``. ``median_diff`` is the median of a - b,
+    ``method_a`` the earlier of the two in ``methods_order``.
+    """
+    frames = _checked_frames(per_pair_by_method, sources)
+    long = []
+    for method, frame in frames.items():
+        pair_means = frame.groupby("pair", sort=False)[list(metrics)].mean().reset_index()
+        long.append(pair_means.assign(dataset="mammo_registration", method=method,
+                                      moving=pair_means["pair"], fixed=pair_means["pair"]))
+    order = order_with_extras(list(frames), methods_order)
+    tests = paired_wilcoxon(pd.concat(long, ignore_index=True), metrics=metrics, methods_order=order)
+    return tests[WILCOXON_COLUMNS].reset_index(drop=True)
+
+
+# --- Renderings --------------------------------------------------------------------------------
+
+
+def table_caption(table: pd.DataFrame, paper_method: str = PAPER_METHOD) -> str:
+    """What each column is, and our overlap rate for the paper's method beside the paper's 66.7%."""
+    matches = table[table["method"] == paper_method]
+    if len(matches):
+        ours = f"ours: {100 * float(matches['overlap_rate'].iloc[0]):.1f}%"
+    else:
+        ours = f"the method {display_method(paper_method)} is not in this table"
+    seeds = int(table["n_seeds"].max()) if len(table) else 1
+    seed_text = (f" Learned variants were trained with {seeds} seeds: each statistic is computed per seed and "
+                 "averaged over the seeds; the overlap rate's SD between seeds is in square brackets."
+                 if seeds > 1 else "")
+    return (
+        "Registration of the CC view onto the MLO view on the test pairs. Overlap: share of pairs whose "
+        "registered CC lesion box and MLO lesion box share a positive area; GIoU loss = 1 - GIoU, mean (SD) and "
+        "median over pairs; IoU mean; median distance between the box centres in pixels at the working size; "
+        "mean masked MSE over the views' overlap. "
+        f"The paper reports an overlap rate of {100 * PAPER_OVERLAP_RATE:.1f}% for "
+        f"{display_method(paper_method)} ({ours})." + seed_text
+    )
+
+
+def _cells(record: dict) -> list[str]:
+    overlap = f"{100 * record['overlap_rate']:.1f}%"
+    if np.isfinite(record["overlap_rate_seed_sd"]):
+        overlap += f" [{100 * record['overlap_rate_seed_sd']:.1f}]"
+    sd = record["giou_loss_sd"]
+    giou = f"{record['giou_loss_mean']:.3f} ({sd:.3f})" if np.isfinite(sd) else f"{record['giou_loss_mean']:.3f} (n/a)"
+    return [
+        overlap, giou, f"{record['giou_loss_median']:.3f}", f"{record['iou_mean']:.3f}",
+        f"{record['centre_distance_median_px']:.1f}", f"{record['masked_mse_mean']:.4g}", str(int(record["n_pairs"])),
+    ]
+
+
+_HEADER = ["Method", "Overlap", "GIoU loss", "GIoU loss median", "IoU", "Centre distance (px)", "Masked MSE",
+           "Pairs"]
+
+
+def render_markdown(table: pd.DataFrame, title: str = "Table", paper_method: str = PAPER_METHOD) -> str:
+    """GitHub-flavoured Markdown table, caption below."""
+    lines = ["| " + " | ".join(_HEADER) + " |", "|---|" + "---:|" * (len(_HEADER) - 1)]
+    for record in table.to_dict("records"):
+        lines.append(f"| {display_method(record['method'])} | " + " | ".join(_cells(record)) + " |")
+    return "\n".join(lines) + f"\n\n{title}: {table_caption(table, paper_method)}\n"
+
+
+def render_latex(table: pd.DataFrame, label: str = "tab:mammo_registration",
+                 paper_method: str = PAPER_METHOD) -> str:
+    """A ``table`` float with a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``."""
+    lines = [
+        r"\begin{table}[htbp]",
+        r"  \centering",
+        r"  \begin{tabular}{l" + "r" * (len(_HEADER) - 1) + "}",
+        r"    \toprule",
+        "    " + " & ".join(latex_escape(h) for h in _HEADER) + r" \\",
+        r"    \midrule",
+    ]
+    for record in table.to_dict("records"):
+        fields = [display_method(record["method"]), *_cells(record)]
+        lines.append("    " + " & ".join(latex_escape(f) for f in fields) + r" \\")
+    lines += [
+        r"    \bottomrule",
+        r"  \end{tabular}",
+        f"  \\caption{{{latex_escape(table_caption(table, paper_method))}}}",
+        f"  \\label{{{label}}}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    table: pd.DataFrame,
+    csv_path: str | Path | None = None,
+    markdown_path: str | Path | None = None,
+    latex_path: str | Path | None = None,
+    wilcoxon: pd.DataFrame | None = None,
+    wilcoxon_path: str | Path | None = None,
+) -> None:
+    """Write the table's CSV and renderings and the Wilcoxon CSV, each atomically; None paths are skipped."""
+    if csv_path is not None:
+        with atomic_path(csv_path) as tmp:
+            table.to_csv(tmp, index=False)
+    if markdown_path is not None:
+        write_text(markdown_path, render_markdown(table))
+    if latex_path is not None:
+        write_text(latex_path, render_latex(table))
+    if wilcoxon is not None and wilcoxon_path is not None:
+        with atomic_path(wilcoxon_path) as tmp:
+            wilcoxon.to_csv(tmp, index=False)
