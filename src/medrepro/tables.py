@@ -39,3 +39,30 @@ _LATEX_SPECIALS = {
 
 def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def latex_row(cells: Sequence[str]) -> str:
+    """One ``tabular`` row: the cells (already escaped) joined by ``&``, ending in ``\\\\``."""
+    return " & ".join(cells) + r" \\"
+
+
+def latex_float(column_spec: str, header: Sequence[str], body: Sequence[str], caption: str, label: str) -> str:
+    """A ``table`` float holding a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``.
+
+    ``header`` cells are escaped here; ``body`` lines (rows from :func:`latex_row`,
+    rules such as ``\\midrule``) are written as given; ``caption`` is escaped.
+    """
+    lines = [
+        r"\begin{table}[htbp]",
+        r"  \centering",
+        f"  \\begin{{tabular}}{{{column_spec}}}",
+        r"    \toprule",
+        "    " + latex_row([latex_escape(h) for h in header]),
+        *("    " + line for line in body),
+        r"    \bottomrule",
+        r"  \end{tabular}",
+        f"  \\caption{{{latex_escape(caption)}}}",
+        f"  \\label{{{label}}}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ import pandas as pd
 from medrepro.atomic import atomic_path, write_text
 from medrepro.errors import DataError
 from medrepro.studies.chest.evaluation import METRICS
-from medrepro.tables import format_cell, latex_escape, order_with_extras, require_columns
+from medrepro.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
 
 PAPER_METHOD_ORDER = ("AC-RegNet", "AE-RegNet", "CE-RegNet", "RegNet", "SimpleElastix", "Unregistered")
 PAPER_DATASET_ORDER = ("JSRT", "Montgomery", "Shenzhen")
@@ -168,26 +168,12 @@ def render_markdown(table: pd.DataFrame, title: str = "Table 1") -> str:
 
 def render_latex(table: pd.DataFrame, label: str = "tab:registration") -> str:
     """A ``table`` float with a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``."""
-    lines = [
-        r"\begin{table}[htbp]",
-        r"  \centering",
-        r"  \begin{tabular}{llrrrr}",
-        r"    \toprule",
-        r"    Dataset & Method & DSC & HD & ASSD & Pairs \\",
-    ]
+    body = []
     for dataset_cell, method, cells, n_pairs, first in _body_rows(table):
         if first:
-            lines.append(r"    \midrule")
-        fields = [latex_escape(dataset_cell), latex_escape(method), *cells, str(n_pairs)]
-        lines.append("    " + " & ".join(fields) + r" \\")
-    lines += [
-        r"    \bottomrule",
-        r"  \end{tabular}",
-        f"  \\caption{{{latex_escape(table_caption(table))}}}",
-        f"  \\label{{{label}}}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+            body.append(r"\midrule")
+        body.append(latex_row([latex_escape(dataset_cell), latex_escape(method), *cells, str(n_pairs)]))
+    return latex_float("llrrrr", ["Dataset", "Method", "DSC", "HD", "ASSD", "Pairs"], body, table_caption(table), label)
 
 
 def write_registration_table(

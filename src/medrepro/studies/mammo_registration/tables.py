@@ -29,7 +29,7 @@ from medrepro.atomic import atomic_path, write_text
 from medrepro.errors import DataError
 from medrepro.stats import paired_wilcoxon
 from medrepro.studies.mammo_registration.evaluation import check_scores
-from medrepro.tables import latex_escape, order_with_extras
+from medrepro.tables import latex_escape, latex_float, latex_row, order_with_extras
 
 PAPER_OVERLAP_RATE = 0.667
 PAPER_METHOD = "masked_mse_giou"
@@ -198,25 +198,11 @@ def render_markdown(table: pd.DataFrame, title: str = "Table", paper_method: str
 def render_latex(table: pd.DataFrame, label: str = "tab:mammo_registration",
                  paper_method: str = PAPER_METHOD) -> str:
     """A ``table`` float with a booktabs ``tabular``; needs only ``\\usepackage{booktabs}``."""
-    lines = [
-        r"\begin{table}[htbp]",
-        r"  \centering",
-        r"  \begin{tabular}{l" + "r" * (len(_HEADER) - 1) + "}",
-        r"    \toprule",
-        "    " + " & ".join(latex_escape(h) for h in _HEADER) + r" \\",
-        r"    \midrule",
-    ]
+    body = [r"\midrule"]
     for record in table.to_dict("records"):
         fields = [display_method(record["method"]), *_cells(record)]
-        lines.append("    " + " & ".join(latex_escape(f) for f in fields) + r" \\")
-    lines += [
-        r"    \bottomrule",
-        r"  \end{tabular}",
-        f"  \\caption{{{latex_escape(table_caption(table, paper_method))}}}",
-        f"  \\label{{{label}}}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+        body.append(latex_row([latex_escape(f) for f in fields]))
+    return latex_float("l" + "r" * (len(_HEADER) - 1), _HEADER, body, table_caption(table, paper_method), label)
 
 
 def write_tables(
