@@ -5,9 +5,10 @@
 import re
 import sys
 
-from medrepro.claims import replicate_seeds  # noqa: E402
-from medrepro.config_check import check_config  # noqa: E402
-from medrepro.errors import ConfigError  # noqa: E402
+from medrepro import pinning
+from medrepro.claims import replicate_seeds
+from medrepro.config_check import check_config
+from medrepro.errors import ConfigError, MedreproError
 
 # Every study: its rules are workflow/rules/<study>/*.smk, its config section
 # `<study>:` is checked by workflow/schemas/<study>.schema.yaml, and `studies:`
@@ -54,7 +55,7 @@ STUDY_OUTPUTS = {}
 RESULTS = config["results_dir"]
 config.setdefault("provenance_dir", f"{RESULTS}/provenance")
 
-# Learned methods train and evaluate once per replicate seed: the config's seed, then the next ones
+# Learned methods train and evaluate once per replicate seed: the config's seed, then the next ones.
 # Claims are judged over all of them.
 SEEDS = replicate_seeds(config["seed"], config["replicates"])
 SEED_NAMES = [str(s) for s in SEEDS]
@@ -87,9 +88,6 @@ def raw_input(name, settings):
 # Raw data against their pins (medrepro.pinning): a raw file changed, missing or added since it was
 # pinned stops the workflow as it starts, before any job is planned, with one line naming the file,
 # both digests and the command that re-pins it if the change is intended (no traceback: sys.exit).
-from medrepro import pinning  # noqa: E402
-from medrepro.errors import MedreproError  # noqa: E402
-
 PINS_DIR = pinning.pins_dir(config["provenance_dir"])
 
 
