@@ -77,3 +77,10 @@ def write_text(target: str | Path, text: str) -> None:
 
 def write_json(target: str | Path, obj, indent: int = 2) -> None:
     write_text(target, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(target: str | Path, frame, **to_csv) -> None:
+    """A pandas DataFrame as CSV, atomically (``to_csv`` options passed through; no index by default)."""
+    to_csv.setdefault("index", False)
+    with atomic_path(target) as tmp:
+        frame.to_csv(tmp, **to_csv)

@@ -26,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path, write_text
+from medrepro.atomic import write_csv, write_text
 from medrepro.errors import DataError
 from medrepro.studies.chest.evaluation import METRICS
 from medrepro.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
@@ -184,8 +184,7 @@ def write_registration_table(
 ) -> None:
     """Write the CSV and the two renderings, each atomically; skipped paths are None."""
     if csv_path is not None:
-        with atomic_path(csv_path) as tmp:
-            table.to_csv(tmp, index=False)
+        write_csv(csv_path, table)
     if markdown_path is not None:
         write_text(markdown_path, render_markdown(table))
     if latex_path is not None:

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path, write_text
+from medrepro.atomic import atomic_path, write_csv, write_text
 from medrepro.errors import DataError
 from medrepro.stats import paired_wilcoxon
 from medrepro.studies.mammo_registration.evaluation import check_scores
@@ -215,8 +215,7 @@ def write_tables(
 ) -> None:
     """Write the table's CSV and renderings and the Wilcoxon CSV, each atomically; None paths are skipped."""
     if csv_path is not None:
-        with atomic_path(csv_path) as tmp:
-            table.to_csv(tmp, index=False)
+        write_csv(csv_path, table)
     if markdown_path is not None:
         write_text(markdown_path, render_markdown(table))
     if latex_path is not None:
