@@ -67,6 +67,23 @@ if "cxr14" in RULE_STUDIES:
             cxr14_outputs(),
 
 
+if "mammo_registration" in RULE_STUDIES:
+
+    include: "workflow/rules/mammo_registration/common.smk"
+    include: "workflow/rules/mammo_registration/data.smk"
+    include: "workflow/rules/mammo_registration/models.smk"
+    include: "workflow/rules/mammo_registration/evaluation.smk"
+    include: "workflow/rules/mammo_registration/report.smk"
+
+    STUDY_OUTPUTS["mammo_registration"] = mammo_outputs
+    STUDY_CLAIMS["mammo_registration"] = rules.mammo_registration_claims.output.csv
+
+    rule mammo_registration:
+        """Dual-view mammography registration: the variants' table, statistics, claims and Figs. 2-5."""
+        input:
+            mammo_outputs(),
+
+
 include: "workflow/rules/claims.smk"
 
 

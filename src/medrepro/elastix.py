@@ -26,6 +26,11 @@ Coordinates
     Every image has origin 0 and identity direction. An elastix transform
     maps a point of the *fixed* image to the *moving* image.
 
+Masks
+    :func:`register` optionally takes a fixed and a moving mask (boolean
+    arrays on their images' grids, handed to elastix as uint8 images with the
+    same spacing), so that only the masked tissue drives the metric.
+
 Cost
     The first use of ``itk`` loads its compiled modules (about 15 s); the
     import is deferred to the first registration so that reading and
@@ -244,6 +249,22 @@ def _check_image(array: np.ndarray, what: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
+def _check_mask(mask: np.ndarray | None, shape: tuple[int, ...], what: str) -> np.ndarray | None:
+    """A registration mask as the uint8 0/1 array elastix takes, or None."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{what} has shape {mask.shape} but its image has shape {tuple(shape)}; "
+                         "give a mask on the image's own grid")
+    if mask.dtype != np.bool_:
+        if not np.issubdtype(mask.dtype, np.integer) or not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"{what} must be boolean (or 0/1 integers), got dtype {mask.dtype}")
+    if not mask.any():
+        raise ValueError(f"{what} is empty: elastix would find no samples in it")
+    return np.ascontiguousarray(mask, dtype=np.uint8)
+
+
 def _check_spacing(spacing: Spacing, what: str) -> Spacing:
     if spacing is None:
         return None
@@ -324,6 +345,8 @@ def register(
     moving_spacing: Spacing = None,
     log_dir: str | Path | None = None,
     threads: int | None = None,
+    fixed_mask: np.ndarray | None = None,
+    moving_mask: np.ndarray | None = None,
 ) -> RegistrationResult:
     """Register ``moving`` onto ``fixed`` with elastix.
 
@@ -333,9 +356,17 @@ def register(
     default (all cores). With ``log_dir`` the elastix log and the final
     transform parameter file are written there (``elastix.log``,
     ``TransformParameters.*.txt``); without it elastix writes nothing.
+
+    ``fixed_mask`` and ``moving_mask`` (boolean, or 0/1 integers, shaped
+    like their image) restrict the metric: elastix draws its samples inside
+    the fixed mask only and drops those that map outside the moving mask.
+    Set ``(ErodeMask "false")`` in the map to keep elastix from eroding thin
+    masks away at coarse pyramid levels.
     """
     fixed = _check_image(fixed, "fixed image")
     moving = _check_image(moving, "moving image")
+    fixed_mask = _check_mask(fixed_mask, fixed.shape, "fixed_mask")
+    moving_mask = _check_mask(moving_mask, moving.shape, "moving_mask")
     fixed_spacing = _check_spacing(fixed_spacing, "fixed_spacing")
     moving_spacing = _check_spacing(moving_spacing, "moving_spacing")
     maps = [parameter_map] if isinstance(parameter_map, Mapping) else list(parameter_map)
@@ -352,6 +383,10 @@ def register(
     method.SetParameterObject(_parameter_object(elastix_maps))
     if threads is not None:
         method.SetNumberOfThreads(threads)
+    if fixed_mask is not None:
+        method.SetFixedMask(_to_itk(fixed_mask, fixed_spacing))
+    if moving_mask is not None:
+        method.SetMovingMask(_to_itk(moving_mask, moving_spacing))
     _configure_logging(method, log_dir, "elastix.log")
     method.Update()
     transform = _as_maps(method.GetTransformParameterObject())

@@ -13,9 +13,9 @@ from medrepro.errors import ConfigError, MedreproError
 # Every study: its rules are workflow/rules/<study>/*.smk, its config section
 # `<study>:` is checked by workflow/schemas/<study>.schema.yaml, and `studies:`
 # in the config lists the ones that run.
-STUDIES = ("chest", "cxr14")
+STUDIES = ("chest", "cxr14", "mammo_registration")
 # The studies whose rules a study needs (it reads their output files).
-STUDY_NEEDS = {"chest": (), "cxr14": ("chest",)}
+STUDY_NEEDS = {"chest": (), "cxr14": ("chest",), "mammo_registration": ()}
 
 # The schema check (filling in its defaults) and the checks it cannot express; a mistake stops the
 # workflow with one line per problem naming the key, the config file that set it and what is allowed.

@@ -128,3 +128,53 @@ def read_scores(path: str | Path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(path, f"cannot be read as CSV ({error})") from error
     return check_scores(frame, path)
+
+
+def identity_matrices(n: int) -> np.ndarray:
+    """``n`` identity pixel affines: each CC pixel stays where it is on the (same-sized) MLO grid."""
+    return np.repeat(np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]), n, axis=0)
+
+
+def prior_matrices(n: int, cc_shape, mlo_shape, angle_deg: float) -> np.ndarray:
+    """``n`` copies of the network's rotation prior as pixel affines (what an untrained network starts from)."""
+    import torch
+
+    from .networks import centred_to_pixel, prior_parameters
+
+    matrix = centred_to_pixel(prior_parameters(angle_deg).double().reshape(1, 2, 3), cc_shape, mlo_shape)
+    return np.repeat(matrix.numpy(), n, axis=0).astype(np.float64)
+
+
+def evaluate_matrices(pairs: dict, matrices: np.ndarray, batch_size: int = 16) -> pd.DataFrame:
+    """Score pixel affines (N, 2, 3) on the pairs they register (arrays of :func:`.preprocess.load_pairs`).
+
+    The CC box is carried onto the MLO grid by the inverse transform and
+    rectified; the masked MSE is eq. 2's over the overlap of the registered
+    CC's breast region with the MLO's (the training loss's mask).
+    """
+    import torch
+
+    from medrepro import losses, warp
+
+    from .networks import carry_cc_boxes
+
+    matrices = np.asarray(matrices, dtype=np.float64)
+    n = len(pairs["pair"])
+    if matrices.shape != (n, 2, 3):
+        raise ValueError(f"expected {n} matrices of shape (2, 3), got {matrices.shape}")
+    if not np.all(np.isfinite(matrices)):
+        raise ValueError("a registration matrix has a non-finite entry")
+    carried, mses = [], []
+    for start in range(0, n, batch_size):
+        part = slice(start, min(start + batch_size, n))
+        matrix = torch.from_numpy(matrices[part])
+        cc = torch.from_numpy(np.asarray(pairs["cc"][part], dtype=np.float64)).unsqueeze(1)
+        mlo = torch.from_numpy(np.asarray(pairs["mlo"][part], dtype=np.float64)).unsqueeze(1)
+        cc_region = torch.from_numpy(np.asarray(pairs["cc_region"][part])).unsqueeze(1)
+        mlo_region = torch.from_numpy(np.asarray(pairs["mlo_region"][part])).unsqueeze(1)
+        mask = warp.overlap_mask(cc.shape[-2:], matrix, mlo.shape[-2:], mlo_region, cc_region)
+        warped = warp.affine_warp(cc, matrix, mlo.shape[-2:])
+        mses.append(losses.masked_mse(warped, mlo, mask, reduction="none").numpy())
+        cc_box = torch.from_numpy(np.asarray(pairs["cc_box"][part], dtype=np.float64))
+        carried.append(carry_cc_boxes(matrix, cc_box).numpy())
+    return score_pairs(pairs["pair"], pairs["mlo_box"], np.concatenate(carried), np.concatenate(mses))

@@ -122,9 +122,9 @@ def _glorot(module: nn.Module) -> None:
 
 
 class DualViewSpatialTransformer(nn.Module):
-    """CC and MLO (B, 3, H, W) -> the pixel affine (B, 2, 3) sampling the CC onto the MLO grid.
+    """CC and MLO (B, 1, H, W) in 0..1 -> the pixel affine (B, 2, 3) sampling the CC onto the MLO grid.
 
-    Single-channel views are repeated to three channels for the trunk. When
+    The views enter the trunk through :func:`imagenet_input` (three channels, ImageNet mean subtracted). When
     the two views' feature maps differ in size (grids of different shapes),
     the CC's is resampled bilinearly onto the MLO's before concatenation.
     """
@@ -145,8 +145,8 @@ class DualViewSpatialTransformer(nn.Module):
 
     def parameters_centred(self, cc: torch.Tensor, mlo: torch.Tensor) -> torch.Tensor:
         """The six centred-frame parameters (B, 6) before conversion to pixels."""
-        cc_features = self.trunk(_three_channels(cc))
-        mlo_features = self.trunk(_three_channels(mlo))
+        cc_features = self.trunk(imagenet_input(cc))
+        mlo_features = self.trunk(imagenet_input(mlo))
         if cc_features.shape[-2:] != mlo_features.shape[-2:]:
             cc_features = F.interpolate(cc_features, size=mlo_features.shape[-2:], mode="bilinear", align_corners=False)
         return self.localisation(torch.cat([cc_features, mlo_features], dim=1))
@@ -160,6 +160,16 @@ def _three_channels(image: torch.Tensor) -> torch.Tensor:
     if image.ndim != 4 or image.shape[1] not in (1, 3):
         raise ValueError(f"a view must be (B, 1 or 3, H, W), got shape {tuple(image.shape)}")
     return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+
+
+# ImageNet's per-channel mean (RGB, intensities in 0..1): the only normalisation the paper applies (Sec. 4).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+
+
+def imagenet_input(image: torch.Tensor) -> torch.Tensor:
+    """A grey view (B, 1, H, W) in 0..1 (or already three channels) -> the trunk's input: RGB minus ImageNet's mean."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return _three_channels(image) - mean
 
 
 # --- Frames and registration ------------------------------------------------------------------

@@ -1,0 +1,320 @@
+"""Steps of the dual-view mammography registration study (Famouri et al.).
+
+One function per rule in ``workflow/rules/mammo_registration/*.smk``; each
+reads its inputs, calls the study's library, and writes its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrepro.atomic import atomic_dir, atomic_path, write_json
+from medrepro.runner import Job
+
+log = logging.getLogger(__name__)
+
+# Methods run once (no training): their per-pair files serve every seed.
+UNTRAINED = ("unregistered", "prior", "elastix")
+
+
+# --------------------------------------------------------------------- data
+def synthesize(job: Job) -> None:
+    from medrepro.studies.mammo_registration.synthetic import generate_cbis_ddsm
+
+    p = job.params
+    with atomic_dir(job.output._0) as tmp:
+        truth = generate_cbis_ddsm(tmp, n_patients=p.n_patients, seed=p.seed, image_size=tuple(p.image_size),
+                                   layout=p.layout, test_fraction=p.test_fraction)
+    log.info("wrote a synthetic CBIS-DDSM with %d annotated lesions to %s", len(truth), job.output._0)
+
+
+def download(job: Job) -> None:
+    from medrepro.sourcing import fetch
+    from medrepro.studies.mammo_registration import datasets  # noqa: F401  (registers CBIS-DDSM)
+
+    with atomic_dir(job.output._0) as tmp:
+        fetch(datasets.NAME, tmp)
+
+
+def obtain(job: Job) -> None:
+    """Verify the raw files against their pin (a user's copy is pinned at first use); the output is a verified copy."""
+    from medrepro.pinning import pins_dir
+    from medrepro.sourcing import obtain as obtain_dataset
+    from medrepro.studies.mammo_registration import datasets
+
+    p = job.params
+    mode = {"synthetic": "synthetic", "download": "verify", "verify": "verify"}[p.source]
+    obtain_dataset(datasets.NAME, Path(p.raw_dir), Path(job.output.manifest), mode,
+                   pins_dir=pins_dir(job.provenance_dir))
+    if p.raw_dir not in job.all_inputs():  # a user-placed copy is no rule's output: record it as read
+        job.extra_inputs.append(str(p.raw_dir))
+
+
+def prepare(job: Job) -> None:
+    from medrepro.studies.mammo_registration.preprocess import prepare as prepare_pairs, write_prepared
+
+    p = job.params
+    if p.raw_dir not in job.all_inputs():
+        job.extra_inputs.append(str(p.raw_dir))
+    prepared = prepare_pairs(p.raw_dir, longest_side=p.longest_side, aspect=p.aspect, pairing_rule=p.pairing_rule,
+                             val_fraction=p.val_fraction, seed=p.seed, mirror_side=p.mirror_side,
+                             exclude_bad_masks=p.exclude_bad_masks)
+    if prepared.summary["unpaired_cc"]:
+        log.warning("%d CC lesion(s) have no MLO partner under pairing rule %r: skipped",
+                    prepared.summary["unpaired_cc"], p.pairing_rule)
+    for problem in prepared.summary["excluded"]:
+        log.warning("excluded: %s", problem)
+    write_prepared(prepared, job.output.pairs, job.output.table)
+    write_json(job.output.summary, prepared.summary)
+    log.info("%d pairs: %d train, %d val, %d test", prepared.summary["pairs"], prepared.summary["train_pairs"],
+             prepared.summary["val_pairs"], prepared.summary["test_pairs"])
+
+
+# ------------------------------------------------------------------- models
+def _settings(job: Job, device):
+    from medrepro.training import TrainingSettings
+
+    p = job.params
+    return TrainingSettings(steps=p.steps, checkpoint_path=p.checkpoint, log_csv=job.output.losses,
+                            out_path=job.output.model, batch_size=p.batch_size, lr=p.learning_rate, seed=p.seed,
+                            device=device, checkpoint_every=p.checkpoint_every, steps_per_epoch=p.steps_per_epoch,
+                            val_every=p.val_every, log_every=p.log_every, threads=job.threads)
+
+
+def _device(job: Job):
+    from medrepro.device import resolve_device
+
+    device = resolve_device()
+    job.extra["device"] = str(device)
+    return device
+
+
+def development_views(pairs: dict, table: pd.DataFrame, split: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct views of one split's pairs, each with every lesion box drawn on it (the detector's data)."""
+    keep = np.flatnonzero(pairs["split"] == split)
+    files = table.set_index("pair")
+    images, boxes, index = [], [], {}
+    for i in keep:
+        for view in ("cc", "mlo"):
+            key = (view, files.loc[pairs["pair"][i], f"{view}_image_file"])
+            if key not in index:
+                index[key] = len(images)
+                images.append(pairs[view][i])
+                boxes.append([])
+            boxes[index[key]].append(pairs[f"{view}_box"][i])
+    return np.stack(images), [np.unique(np.stack(b), axis=0) for b in boxes]
+
+
+def pretrain_detector(job: Job) -> None:
+    """Fine-tune the trunk as a lesion detector on the development views (the paper's Faster R-CNN stage)."""
+    from medrepro.studies.mammo_registration.detection import train_detector
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+
+    p = job.params
+    pairs = load_pairs(job.input.pairs)
+    table = pd.read_csv(job.input.table)
+    train_images, train_boxes = development_views(pairs, table, "train")
+    val_images, val_boxes = development_views(pairs, table, "val")
+    summary = train_detector(train_images, train_boxes, _settings(job, _device(job)), depth=p.depth,
+                             trunk_weights=p.trunk_weights, weights_dir=p.weights_dir, val_images=val_images,
+                             val_boxes=val_boxes, source=job.input.pairs)
+    job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
+    job.extra["training"]["validation_hit_rate"] = summary.get("validation_hit_rate")
+    log.info("detector: %d views, validation hit rate %s", len(train_images), summary.get("validation_hit_rate"))
+
+
+def train_registration(job: Job) -> None:
+    from medrepro.studies.mammo_registration.detection import trunk_state_from_detector
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+    from medrepro.studies.mammo_registration.training import train_registration as train
+
+    p = job.params
+    detector = job.input.get("detector")
+    trunk_state = trunk_state_from_detector(detector) if detector else None
+    summary = train(load_pairs(job.input.pairs, "train"), _settings(job, _device(job)), variant=p.variant,
+                    depth=p.depth, head_init=p.head_init, prior_angle_deg=p.prior_angle_deg,
+                    giou_weight=p.giou_weight, trunk_state=trunk_state,
+                    trunk_source=f"detector {detector}" if detector else p.trunk_weights, weights_dir=p.weights_dir,
+                    val_pairs=load_pairs(job.input.pairs, "val"), source=job.input.pairs)
+    job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
+    log.info("%s seed %s: final train %s, val %s", p.variant, p.seed, summary["final_train"], summary["final_val"])
+
+
+# --------------------------------------------------------------- evaluation
+def _write_evaluation(job: Job, pairs: dict, matrices: np.ndarray, seconds: list[float] | None = None) -> None:
+    from medrepro.studies.mammo_registration.evaluation import evaluate_matrices, write_scores
+
+    scores = evaluate_matrices(pairs, matrices)
+    if job.params.get("seed") is not None:
+        scores["seed"] = int(job.params.seed)
+    write_scores(scores, job.output.scores)
+    with atomic_path(job.output.matrices) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, matrix=np.asarray(matrices, dtype=np.float64), pair=pairs["pair"],
+                     seconds=np.asarray(seconds if seconds is not None else [], dtype=np.float64))
+    log.info("%s: overlap %.3f, GIoU loss %.3f over %d test pairs", job.params.method, scores["overlap"].mean(),
+             scores["giou_loss"].mean(), len(scores))
+
+
+def evaluate_untrained(job: Job) -> None:
+    """The identity ("unregistered") and the network's rotation prior alone ("prior") on the test pairs."""
+    from medrepro.studies.mammo_registration.evaluation import identity_matrices, prior_matrices
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+
+    p = job.params
+    pairs = load_pairs(job.input.pairs, "test")
+    n, shape = len(pairs["pair"]), pairs["cc"].shape[1:]
+    if p.method == "unregistered":
+        matrices = identity_matrices(n)
+    elif p.method == "prior":
+        matrices = prior_matrices(n, shape, pairs["mlo"].shape[1:], p.prior_angle_deg)
+    else:
+        raise ValueError(f"no untrained method {p.method!r}")
+    _write_evaluation(job, pairs, matrices)
+
+
+def evaluate_elastix(job: Job) -> None:
+    from medrepro.studies.mammo_registration.elastix_affine import register_pairs
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+
+    p = job.params
+    pairs = load_pairs(job.input.pairs, "test")
+    matrices, seconds = register_pairs(pairs["cc"], pairs["mlo"], pairs["cc_region"], pairs["mlo_region"],
+                                       seed=p.seed, iterations=p.iterations, resolutions=p.resolutions,
+                                       threads=job.threads)
+    job.extra["seconds_per_pair"] = float(np.mean(seconds)) if len(seconds) else None
+    _write_evaluation(job, pairs, matrices, seconds)
+
+
+def evaluate_learned(job: Job) -> None:
+    import time
+
+    from medrepro.device import resolve_device
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+    from medrepro.studies.mammo_registration.training import load_registration_model, predict_matrices
+
+    pairs = load_pairs(job.input.pairs, "test")
+    device = resolve_device()
+    job.extra["device"] = str(device)
+    model = load_registration_model(job.input.model, device)
+    started = time.perf_counter()
+    matrices = predict_matrices(model, pairs["cc"], pairs["mlo"], batch_size=job.params.batch_size)
+    per_pair = (time.perf_counter() - started) / len(matrices)
+    _write_evaluation(job, pairs, matrices, [per_pair] * len(matrices))
+
+
+def gather_seeds(job: Job) -> None:
+    """One learned method's per-pair files of every seed as one file, with a ``seed`` column."""
+    from medrepro.studies.mammo_registration.evaluation import read_scores, write_scores
+
+    frames = [read_scores(path) for path in job.input.scores]
+    write_scores(pd.concat(frames, ignore_index=True), job.output.scores)
+
+
+# ------------------------------------------------------------------ reports
+def _scores(job: Job) -> dict[str, pd.DataFrame]:
+    """Named inputs 'method' -> per-pair scores (learned methods with a seed column)."""
+    from medrepro.studies.mammo_registration.evaluation import read_scores
+
+    return {name: read_scores(path) for name, path in job.input.items() if not name.startswith("_")}
+
+
+def _sources(job: Job) -> dict[str, str]:
+    return {name: str(path) for name, path in job.input.items() if not name.startswith("_")}
+
+
+def registration_table(job: Job) -> None:
+    from medrepro.studies.mammo_registration.tables import METHOD_ORDER, registration_table as build, write_tables
+
+    table = build(_scores(job), METHOD_ORDER, sources=_sources(job))
+    required = table.drop(columns=["overlap_rate_seed_sd"]).select_dtypes("number")
+    if not np.isfinite(required.to_numpy(dtype=float)).all():
+        raise ValueError("the registration table has non-finite cells; see the per-pair files")
+    write_tables(table, job.output.csv, job.output.markdown, job.output.latex)
+    job.cells = {"key_columns": ["method"], "rows": {m: [_sources(job)[m]] for m in table["method"]}}
+
+
+def registration_wilcoxon(job: Job) -> None:
+    from medrepro.atomic import write_csv
+    from medrepro.studies.mammo_registration.tables import METHOD_ORDER, wilcoxon_table
+
+    tests = wilcoxon_table(_scores(job), METHOD_ORDER, sources=_sources(job))
+    write_csv(job.output.csv, tests)
+    sources = _sources(job)
+    job.cells = {"key_columns": ["metric", "method_a", "method_b"],
+                 "rows": {f"{r.metric}/{r.method_a}/{r.method_b}": [sources[r.method_a], sources[r.method_b]]
+                          for r in tests.itertuples()}}
+
+
+def claims(job: Job) -> None:
+    from medrepro.atomic import write_csv
+    from medrepro.claims import judge_claims
+    from medrepro.studies.mammo_registration.claims import claim_values, study_claims
+
+    scores = _scores(job)
+    table = judge_claims(study_claims(list(scores)), claim_values(scores), source="mammo_registration")
+    write_csv(job.output.csv, table)
+    sources = _sources(job)
+    job.cells = {"key_columns": ["study", "claim", "metric"],
+                 "rows": {f"{r.study}/{r.claim}/{r.metric}": [sources[m] for m in r.claim.split(" > ")]
+                          for r in table.itertuples()}}
+    log.info("%d claims: %s", len(table), table["verdict"].value_counts().to_dict())
+
+
+def _test_pairs_and_matrices(job: Job) -> tuple[dict, dict[str, np.ndarray]]:
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+
+    pairs = load_pairs(job.input.pairs, "test")
+    matrices = {}
+    for name, path in job.input.items():
+        if name.startswith("matrices_"):
+            with np.load(path, allow_pickle=False) as data:
+                if list(data["pair"]) != list(pairs["pair"]):
+                    raise ValueError(f"{path}: its pairs are not the test pairs of {job.input.pairs}; re-run it")
+                matrices[name.removeprefix("matrices_")] = data["matrix"]
+    return pairs, matrices
+
+
+def figure_overlap_mask(job: Job) -> None:
+    from medrepro.studies.mammo_registration.figures import plot_overlap_mask
+
+    pairs, matrices = _test_pairs_and_matrices(job)
+    plot_overlap_mask(pairs, matrices, job.output.png)
+
+
+def figure_training_curves(job: Job) -> None:
+    from medrepro.studies.mammo_registration.figures import plot_training_curves
+
+    logs = {}
+    for name, path in job.input.items():
+        method, _, seed = name.rpartition("_seed")
+        logs[(method, int(seed))] = pd.read_csv(path)
+    plot_training_curves(logs, job.output.png)
+
+
+def figure_giou_histogram(job: Job) -> None:
+    from medrepro.studies.mammo_registration.figures import plot_giou_histogram
+
+    plot_giou_histogram(_scores(job), job.output.png)
+
+
+def figure_examples(job: Job) -> None:
+    from medrepro.studies.mammo_registration.evaluation import read_scores
+    from medrepro.studies.mammo_registration.figures import plot_examples
+
+    pairs, matrices = _test_pairs_and_matrices(job)
+    scores = {job.params.method: read_scores(job.input.scores)}
+    plot_examples(pairs, matrices, scores, job.output.png, method=job.params.method,
+                  per_kind=job.params.per_kind, seed=job.params.seed)
+
+
+def figure_synthetic(job: Job) -> None:
+    from medrepro.studies.mammo_registration.figures import plot_synthetic_pairs
+    from medrepro.studies.mammo_registration.preprocess import load_pairs
+
+    plot_synthetic_pairs(load_pairs(job.input.pairs), job.output.png, n=job.params.n)
+

@@ -1,0 +1,200 @@
+"""Training the dual-view spatial transformer, and applying it (Sec. 4, "Hyperparameter setup").
+
+:func:`train_registration` trains one loss variant (:data:`.losses.VARIANTS`)
+on the training pairs with Adam, batches of pairs drawn with a seeded
+generator, and logs the loss terms (``total``, ``mse``, ``giou_loss``) on the
+training batches and, every ``val_every`` steps, over the validation pairs;
+checkpoints, resume and the final atomic writes are the kernel loop's
+(:func:`medrepro.training.run_resumable_training`). The trunk starts from a
+given state dict (the lesion detector's, :mod:`.detection`) or from
+:func:`.networks.load_trunk_weights` ("imagenet", "none" or a file).
+
+:func:`load_registration_model` rebuilds a trained network from its file;
+:func:`predict_matrices` applies it to pairs in batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from medrepro.device import place, resolve_device, seed_everything
+from medrepro.errors import DataError
+from medrepro.modules import count_parameters
+from medrepro.training import TrainingSettings, run_resumable_training
+from medrepro.training.checkpoint import array_fingerprint, load_torch
+
+from . import losses, networks
+
+KIND = "dual_view_registration"
+LOG_COLUMNS = ["step", "epoch", "split", "total", "mse", "giou_loss"]
+DEFAULT_STEPS_PER_EPOCH = 500  # the paper's epoch: 500 batches
+
+
+def views_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W) images -> a (N, 1, H, W) float32 tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
+
+
+class _PairBatches:
+    """The training or validation pairs as tensors, and the loss of any subset of them."""
+
+    def __init__(self, pairs: Mapping[str, np.ndarray], device: torch.device):
+        self.cc = views_tensor(pairs["cc"], device)
+        self.mlo = views_tensor(pairs["mlo"], device)
+        self.cc_region = views_tensor(pairs["cc_region"], device)
+        self.mlo_region = views_tensor(pairs["mlo_region"], device)
+        self.cc_box = torch.as_tensor(np.asarray(pairs["cc_box"], dtype=np.float32), device=device)
+        self.mlo_box = torch.as_tensor(np.asarray(pairs["mlo_box"], dtype=np.float32), device=device)
+
+    def __len__(self) -> int:
+        return len(self.cc)
+
+    def loss(self, model: networks.DualViewSpatialTransformer, index, variant: str, giou_weight: float):
+        cc, mlo = self.cc[index], self.mlo[index]
+        matrix = model(cc, mlo)
+        return losses.registration_loss(cc, mlo, matrix, self.cc_box[index], self.mlo_box[index], variant=variant,
+                                        giou_weight=giou_weight, mlo_region=self.mlo_region[index],
+                                        cc_region=self.cc_region[index])
+
+
+def _check_pairs(pairs: Mapping[str, np.ndarray], what: str, source) -> None:
+    for name in ("cc", "mlo", "cc_region", "mlo_region", "cc_box", "mlo_box"):
+        if name not in pairs:
+            raise DataError(source, f"the {what} pairs lack {name!r}; re-run the prepare step")
+    if len(pairs["cc"]) == 0:
+        raise DataError(source, f"no {what} pair")
+    if pairs["cc"].shape != pairs["mlo"].shape:
+        raise DataError(source, f"{what} CC views {pairs['cc'].shape} and MLO views {pairs['mlo'].shape} differ")
+
+
+def _validator(model, batches: _PairBatches, variant: str, giou_weight: float, batch_size: int):
+    def validate() -> dict[str, float]:
+        sums, count = {"total": 0.0, "mse": 0.0, "giou_loss": 0.0}, 0
+        for start in range(0, len(batches), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(batches)), device=batches.cc.device)
+            terms = batches.loss(model, index, variant, giou_weight)
+            for name in sums:
+                sums[name] += float(terms[name]) * len(index)
+            count += len(index)
+        return {name: value / count for name, value in sums.items()}
+
+    return validate
+
+
+def build_model(config: Mapping) -> networks.DualViewSpatialTransformer:
+    """The network a registration config describes (untrained)."""
+    return networks.DualViewSpatialTransformer(depth=int(config["depth"]),
+                                               prior_angle_deg=float(config["prior_angle_deg"]),
+                                               head_init=str(config["head_init"]))
+
+
+def train_registration(
+    train_pairs: Mapping[str, np.ndarray],
+    settings: TrainingSettings,
+    *,
+    variant: str,
+    depth: int,
+    head_init: str = "glorot",
+    prior_angle_deg: float = networks.PRIOR_ANGLE_DEG,
+    giou_weight: float = losses.PAPER_GIOU_WEIGHT,
+    trunk_state: Mapping[str, torch.Tensor] | None = None,
+    trunk_source: str = "none",
+    weights_dir: str | Path | None = None,
+    val_pairs: Mapping[str, np.ndarray] | None = None,
+    source=None,
+) -> dict:
+    """Train the network with the loss ``variant`` and write it to ``settings.out_path``; returns a summary.
+
+    ``train_pairs`` / ``val_pairs`` hold the arrays of :func:`.preprocess.load_pairs`
+    for one split. ``trunk_state`` (a :class:`.networks.Trunk` state dict, from
+    the detector) is loaded when given, else ``trunk_source`` through
+    :func:`.networks.load_trunk_weights`; either is recorded as
+    ``trunk_source`` in the model's config. ``source`` names the pairs file in
+    error messages.
+    """
+    if variant not in losses.VARIANTS:
+        raise ValueError(f"variant must be one of {losses.VARIANTS}, got {variant!r}")
+    _check_pairs(train_pairs, "training", source)
+    if val_pairs is not None:
+        _check_pairs(val_pairs, "validation", source)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    steps_per_epoch = settings.steps_per_epoch or DEFAULT_STEPS_PER_EPOCH
+    val_every = settings.val_every or steps_per_epoch
+    config = {
+        "kind": KIND, "variant": variant, "depth": int(depth), "head_init": head_init,
+        "prior_angle_deg": float(prior_angle_deg), "giou_weight": float(giou_weight),
+        "shape": [int(n) for n in train_pairs["cc"].shape[1:]],
+        "batch_size": int(settings.batch_size), "lr": float(settings.lr), "seed": int(settings.seed),
+        "steps_per_epoch": int(steps_per_epoch), "log_every": int(settings.log_every),
+        "val_every": int(val_every) if val_pairs is not None else None,
+        "trunk_source": str(trunk_source),
+        "data_sha256": array_fingerprint(train_pairs["cc"], train_pairs["mlo"], train_pairs["cc_box"],
+                                         train_pairs["mlo_box"]),
+        "val_sha256": array_fingerprint(val_pairs["cc"], val_pairs["mlo"]) if val_pairs is not None else None,
+    }
+
+    seed_everything(settings.seed)
+    model = build_model(config)
+    if trunk_state is not None:
+        model.trunk.load_state_dict(dict(trunk_state), strict=True)
+    else:
+        networks.load_trunk_weights(model.trunk, trunk_source, weights_dir)
+    model = place(model, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    rng = np.random.default_rng(settings.seed)
+    batches = _PairBatches(train_pairs, device)
+    batch_size = min(int(settings.batch_size), len(batches))
+
+    def train_step(step: int) -> dict[str, float]:
+        index = torch.as_tensor(rng.choice(len(batches), size=batch_size, replace=False), device=device)
+        terms = batches.loss(model, index, variant, giou_weight)
+        optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        optimizer.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    validate = None
+    if val_pairs is not None:
+        validate = _validator(model, _PairBatches(val_pairs, device), variant, giou_weight, batch_size)
+
+    summary = run_resumable_training(
+        settings, model=model, optimizer=optimizer, config=config, generators={"pairs": rng},
+        train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch, val_every=val_every,
+        log_columns=LOG_COLUMNS, kind=KIND, desc=variant,
+    )
+    summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
+    return summary
+
+
+def load_registration_model(path: str | Path, device: str | torch.device = "cpu") -> networks.DualViewSpatialTransformer:
+    """A trained network from its model file, in eval mode; another kind of file is a DataError."""
+    saved = load_torch(path, "registration model")
+    if saved.get("kind") != KIND:
+        raise DataError(path, f"not a dual-view registration model (kind {saved.get('kind')!r}); re-run training")
+    model = build_model(saved["config"])
+    model.load_state_dict(saved["state_dict"], strict=True)
+    return place(model, torch.device(device) if isinstance(device, str) else device).eval()
+
+
+def model_config(path: str | Path) -> dict:
+    """The configuration a model file was trained with."""
+    return dict(load_torch(path, "registration model")["config"])
+
+
+@torch.no_grad()
+def predict_matrices(model: networks.DualViewSpatialTransformer, cc: np.ndarray, mlo: np.ndarray,
+                     batch_size: int = 8) -> np.ndarray:
+    """The pixel affines (N, 2, 3) float64 the network predicts for the pairs ``cc``, ``mlo`` (N, H, W)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(cc), batch_size):
+        out.append(model(views_tensor(cc[start:start + batch_size], device),
+                         views_tensor(mlo[start:start + batch_size], device)).double().cpu().numpy())
+    return np.concatenate(out, axis=0)
