@@ -29,7 +29,10 @@ Coordinates
 Masks
     :func:`register` optionally takes a fixed and a moving mask (boolean
     arrays on their images' grids, handed to elastix as uint8 images with the
-    same spacing), so that only the masked tissue drives the metric.
+    same spacing), so that only the masked tissue drives the metric. With a
+    fixed mask, the ``"Random"`` sampler is not repeatable (with itk-elastix
+    0.25 it ignores ``RandomSeed`` when drawing inside a mask); use
+    ``"RandomCoordinate"`` or ``"RandomSparseMask"``, which stay seeded.
 
 Cost
     The first use of ``itk`` loads its compiled modules (about 15 s); the

@@ -291,3 +291,44 @@ def test_bad_inputs_are_rejected(phantom):
         E.register(image, image, fast_similarity_map(), fixed_spacing=(0.0, 1.0))
     with pytest.raises(ValueError, match="SimilarityTransform"):
         E.similarity_parameters({"Transform": ["BSplineTransform"]})
+
+
+# ------------------------------------------------------------------- masks
+def _distracted_pair(image: np.ndarray):
+    """``image`` and its copy shifted 3 rows down, each with one bright square placed 30 rows apart.
+
+    The squares pull an unmasked registration away from the true shift; masks
+    that leave them out (fixed mask on the fixed one, moving mask on the
+    moving one) let only the shared content count.
+    """
+    moving = ndi.shift(image, (3.0, 0.0), order=3).astype(np.float32)
+    fixed = image.copy()
+    fixed[10:40, 75:105] = 1.0
+    moving[40:70, 75:105] = 1.0
+    fixed_mask = np.ones(fixed.shape, dtype=bool)
+    fixed_mask[6:44, 71:109] = False
+    moving_mask = np.ones(moving.shape, dtype=bool)
+    moving_mask[36:74, 71:109] = False
+    return fixed, moving, fixed_mask, moving_mask
+
+
+def test_masks_keep_distractors_out_of_the_metric(phantom):
+    fixed, moving, fixed_mask, moving_mask = _distracted_pair(phantom[0])
+    masked = E.similarity_parameters(E.register(fixed, moving, fast_similarity_map(), fixed_mask=fixed_mask,
+                                                moving_mask=moving_mask).transform)
+    np.testing.assert_allclose(masked["translation"], (3.0, 0.0), atol=0.2)
+    assert masked["angle_deg"] == pytest.approx(0.0, abs=0.2)
+    assert masked["scale"] == pytest.approx(1.0, abs=0.005)
+    unmasked = E.similarity_parameters(E.register(fixed, moving, fast_similarity_map()).transform)
+    assert np.linalg.norm(np.subtract(unmasked["translation"], (3.0, 0.0))) > 2.0  # the distractor did pull
+
+
+def test_bad_masks_are_rejected(phantom):
+    image = phantom[0]
+    mask = np.ones(image.shape, dtype=bool)
+    with pytest.raises(ValueError, match=r"fixed_mask has shape \(112, 111\)"):
+        E.register(image, image, fast_similarity_map(), fixed_mask=mask[:, :-1])
+    with pytest.raises(ValueError, match="moving_mask is empty"):
+        E.register(image, image, fast_similarity_map(), moving_mask=np.zeros_like(mask))
+    with pytest.raises(ValueError, match="boolean"):
+        E.register(image, image, fast_similarity_map(), fixed_mask=mask.astype(np.uint8) * 2)

@@ -41,15 +41,21 @@ COMMANDS = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue
 SITE_VARIABLES = ("MEDREPRO_SLURM_ACCOUNT", "MEDREPRO_SLURM_PARTITION", "MEDREPRO_SLURM_GPU_PARTITION",
                   "MEDREPRO_SLURM_GPU_MODEL", "SNAKEMAKE_SLURM_PARTITIONS")
 GPU_RULES = {"chest_train_autoencoder", "chest_train_registration", "chest_evaluate_learned", "cxr14_segment",
-             "cxr14_rca", "cxr14_rca_validation", "cxr14_features"}
+             "cxr14_rca", "cxr14_rca_validation", "cxr14_features", "mammo_registration_pretrain_detector",
+             "mammo_registration_train", "mammo_registration_evaluate_learned"}
 # Groups of profiles/slurm whose members share one cluster job in the smoke run.
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},
     "cxr14_data": {"cxr14_synthesize", "cxr14_obtain", "cxr14_manifest"},
+    "mammo_data": {"mammo_registration_synthesize", "mammo_registration_obtain", "mammo_registration_prepare"},
+    "mammo_baselines": {"mammo_registration_evaluate_untrained", "mammo_registration_evaluate_elastix"},
     "report": {"chest_registration_table", "chest_registration_wilcoxon", "chest_claims", "claims", "chest_figure_dice",
                "chest_figure_examples", "chest_figure_training_curves", "chest_figure_anatomical_loss",
                "chest_figure_synthetic", "cxr14_figure_rca", "cxr14_figure_published_rca",
-               "cxr14_figure_rca_validation"},
+               "cxr14_figure_rca_validation", "mammo_registration_gather_seeds", "mammo_registration_table",
+               "mammo_registration_wilcoxon", "mammo_registration_claims", "mammo_registration_figure_overlap_mask",
+               "mammo_registration_figure_training_curves", "mammo_registration_figure_giou_histogram",
+               "mammo_registration_figure_examples", "mammo_registration_figure_synthetic"},
 }
 
 

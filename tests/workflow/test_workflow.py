@@ -7,6 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,8 +54,8 @@ def test_paper_scale_cxr14_run_is_planned_in_few_jobs(tmp_path):
 def smoke_config_with(tmp_path, studies: str):
     """The smoke config with another `studies:` line."""
     text = (REPO / "config/smoke.yaml").read_text()
-    assert "studies: [chest, cxr14]\n" in text
-    text = text.replace("studies: [chest, cxr14]\n", f"studies: {studies}\n")
+    assert "studies: [chest, cxr14, mammo_registration]\n" in text
+    text = text.replace("studies: [chest, cxr14, mammo_registration]\n", f"studies: {studies}\n")
     path = tmp_path / f"studies_{studies.strip('[]').replace(', ', '_') or 'none'}.yaml"
     path.write_text(text)
     return str(path)
@@ -70,10 +71,15 @@ def test_each_study_plans_alone(tmp_path):
     # only the atlas dataset's chain of the chest study, and only the models the applications use
     assert cxr14["chest_synthesize"] == 1 and cxr14["chest_train_registration"] == 1
     assert cxr14["chest_train_autoencoder"] == 1 and "chest_evaluate_learned" not in cxr14
-    both, _ = dry_run("config/smoke.yaml", tmp_path / "c")
-    assert both["total"] == chest["total"] + cxr14["total"] - 1 - (cxr14["chest_synthesize"] + cxr14["chest_obtain"]
-                                                                   + cxr14["chest_convert"] + cxr14["chest_prealign"]
-                                                                   + cxr14["chest_split"] + 2)
+    mammo, _ = dry_run(smoke_config_with(tmp_path, "[mammo_registration]"), tmp_path / "d")
+    assert not any(rule.startswith(("chest", "cxr14")) for rule in mammo)
+    assert mammo["mammo_registration_train"] == 3 * 2  # loss variants x replicate seeds
+    assert mammo["mammo_registration_pretrain_detector"] == 2 and mammo["mammo_registration_table"] == 1
+    all_three, _ = dry_run("config/smoke.yaml", tmp_path / "c")
+    # one `all` rule in place of each study's own; cxr14 shares the atlas dataset's chain and two models with chest
+    assert all_three["total"] == chest["total"] + cxr14["total"] + mammo["total"] - 2 - (
+        cxr14["chest_synthesize"] + cxr14["chest_obtain"] + cxr14["chest_convert"] + cxr14["chest_prealign"]
+        + cxr14["chest_split"] + 2)
 
 
 def test_a_study_target_rule_plans_that_study_only(tmp_path):
@@ -87,7 +93,7 @@ def test_no_study_enabled_is_one_clear_message(tmp_path):
     result = snakemake("-n", "--configfile", smoke_config_with(tmp_path, "[]"))
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "the config enables no study: list one or more of chest, cxr14 under `studies:`" in output
+    assert "the config enables no study: list one or more of chest, cxr14, mammo_registration under `studies:`" in output
 
 
 def test_an_unknown_study_is_rejected_by_the_schema(tmp_path):
@@ -157,7 +163,9 @@ def test_smoke_cxr14_cell_provenance_reaches_the_images(smoke_run):
 def test_smoke_figures_exist(smoke_run):
     for name in ("chest_dice_distributions", "chest_registration_examples", "chest_training_curves",
                  "chest_anatomical_loss", "chest_synthetic_examples", "cxr14_rca_histogram",
-                 "cxr14_published_rca_histogram", "cxr14_rca_validation"):
+                 "cxr14_published_rca_histogram", "cxr14_rca_validation", "mammo_registration_overlap_mask",
+                 "mammo_registration_training_curves", "mammo_registration_giou_histogram",
+                 "mammo_registration_examples", "mammo_registration_synthetic_pairs"):
         png = smoke_run / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -177,10 +185,63 @@ def test_smoke_cell_provenance_reaches_raw_files(smoke_run):
 
 
 @pytest.mark.slow
+def test_smoke_mammo_registration_tables_are_complete_and_finite(smoke_run):
+    from medrepro.studies.mammo_registration.evaluation import EVAL_COLUMNS
+    from medrepro.studies.mammo_registration.tables import TABLE_COLUMNS, WILCOXON_COLUMNS
+
+    table = pd.read_csv(smoke_run / "tables/mammo_registration.csv")
+    assert list(table.columns) == TABLE_COLUMNS
+    assert list(table["method"]) == ["unregistered", "prior", "elastix", "mse", "masked_mse", "masked_mse_giou"]
+    assert np.isfinite(table.drop(columns=["method", "overlap_rate_seed_sd"]).to_numpy(dtype=float)).all()
+    assert table.set_index("method")["n_seeds"].to_dict() == {"unregistered": 1, "prior": 1, "elastix": 1, "mse": 2,
+                                                               "masked_mse": 2, "masked_mse_giou": 2}
+    for method in table["method"]:
+        per_pair = pd.read_csv(smoke_run / f"mammo_registration/eval/{method}.csv")
+        assert list(per_pair.columns[:len(EVAL_COLUMNS)]) == EVAL_COLUMNS
+        assert np.isfinite(per_pair[EVAL_COLUMNS[1:]].to_numpy(dtype=float)).all(), method
+    wilcoxon = pd.read_csv(smoke_run / "tables/mammo_registration_wilcoxon.csv")
+    assert list(wilcoxon.columns) == WILCOXON_COLUMNS and len(wilcoxon) == 2 * 15  # 2 metrics x C(6, 2)
+    claims = pd.read_csv(smoke_run / "tables/claims.csv")
+    mammo = claims[claims["study"] == "mammo_registration"]
+    assert len(mammo) == 6 and set(mammo["metric"]) == {"overlap", "giou_loss"}
+    assert "66.7%" in (smoke_run / "tables/mammo_registration.md").read_text()
+
+
+@pytest.mark.slow
+def test_smoke_mammo_registration_cells_trace_to_the_raw_dicoms(smoke_run, tmp_path):
+    for table, row, column, rules in (
+        ("mammo_registration.csv", "masked_mse_giou", "overlap_rate",
+         ("mammo_registration_table", "mammo_registration_gather_seeds", "mammo_registration_evaluate_learned",
+          "mammo_registration_train", "mammo_registration_pretrain_detector", "mammo_registration_prepare",
+          "mammo_registration_obtain", "mammo_registration_synthesize")),
+        ("mammo_registration_wilcoxon.csv", "giou_loss/elastix/masked_mse_giou", "p_bonferroni",
+         ("mammo_registration_wilcoxon", "mammo_registration_evaluate_elastix", "mammo_registration_prepare",
+          "mammo_registration_synthesize")),
+    ):
+        out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance", str(smoke_run / "tables" / table),
+                              "--row", row, "--column", column, "--json"], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        expl = json.loads(out.stdout)
+        recorded = [s.get("record", "") for s in expl["steps"]]
+        for rule in rules:
+            assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
+        assert any(s["path"].endswith("raw/CBIS-DDSM") for s in expl["steps"]), [s["path"] for s in expl["steps"]]
+    crate = tmp_path / "mammo.crate.zip"
+    out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance",
+                          str(smoke_run / "tables/mammo_registration.csv"), "--row", "masked_mse_giou", "--column",
+                          "giou_loss_mean", "--export", str(crate)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    with zipfile.ZipFile(crate) as archive:
+        metadata = json.loads(archive.read("ro-crate-metadata.json"))
+    names = json.dumps(metadata)
+    assert "mammo_registration_train" in names and "CBIS-DDSM" in names
+
+
+@pytest.mark.slow
 def test_smoke_rerun_is_a_no_op_and_report_builds(smoke_run, tmp_path):
     result = snakemake("-n", "--configfile", "config/smoke.yaml", "--config", f"results_dir={smoke_run}")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
-    for study in ("chest", "cxr14"):  # each study's target rule finds its outputs done
+    for study in ("chest", "cxr14", "mammo_registration"):  # each study's target rule finds its outputs done
         result = snakemake("-n", "--configfile", "config/smoke.yaml", "--config", f"results_dir={smoke_run}", "--", study)
         assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr, study
     report = tmp_path / "report.zip"

@@ -100,7 +100,8 @@ def _decoded_pixels(path: Path, ds: Dataset) -> np.ndarray:
     except Exception as exc:  # missing decoder, short pixel data, corrupt stream
         what = (f"compressed transfer syntax {syntax.name} ({syntax}) (no decoder installed, or corrupt data)"
                 if syntax.is_compressed else "pixel data (truncated or corrupt file)")
-        raise DataError(path, f"cannot decode {what}: {exc}") from exc
+        detail = str(exc).split(" - ")[0].strip()  # pydicom's first clause; the rest is generic advice
+        raise DataError(path, f"cannot decode {what}: {detail}; replace the file with a fresh download") from exc
 
 
 def read_mammogram(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:

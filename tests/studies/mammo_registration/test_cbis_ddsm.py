@@ -331,7 +331,7 @@ def test_a_mask_whose_size_differs_from_its_image(dataset):
     write_mammogram(mask, mask_for((1, 1, 5, 5), shape=(36, 30)))  # the published cases differ like this
     resolved = resolve_files(read_case_descriptions(case_description_paths(tables)), root)
     assert resolved.iloc[0]["roi_mask_file"] == str(mask)  # still the larger file, not the crop
-    with pytest.raises(DataError, match="36 x 30 but its image .* is 40 x 30") as error:
+    with pytest.raises(DataError, match="36 x 30 but its mammogram .* is 40 x 30") as error:
         with_lesion_boxes(resolved)
     assert str(mask) in str(error.value)
     with pytest.raises(DataError, match="36 x 30") as error:

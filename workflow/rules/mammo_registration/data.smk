@@ -48,7 +48,7 @@ rule mammo_registration_obtain:
     params:
         step="medrepro.studies.mammo_registration.steps:obtain",
         source=MAMMO_DATA["source"],
-        raw_dir=MAMMO_RAW,
+        raw_dir=lambda wc: MAMMO_RAW,
     log:
         f"{RESULTS}/logs/mammo_registration_obtain.log",
     conda:
@@ -68,7 +68,7 @@ rule mammo_registration_prepare:
         summary=f"{MAMMO_DIR}/pairs.json",
     params:
         step="medrepro.studies.mammo_registration.steps:prepare",
-        raw_dir=MAMMO_RAW,
+        raw_dir=lambda wc: MAMMO_RAW,
         seed=config["seed"],
         longest_side=MAMMO["pairs"]["longest_side"],
         aspect=MAMMO["pairs"]["aspect"],

@@ -111,8 +111,7 @@ def check_layout(raw_root: str | Path) -> dict:
     missing = [name for name in named if name not in subjects or not subject_dicoms(subjects[name])]
     if missing:
         raise DataError(raw_root, f"no DICOM folder for {len(missing)} of the {len(named)} subjects the case tables "
-                                  f"name: {name_list(missing)} (neither {raw_root}/CBIS-DDSM/<SubjectID> nor "
-                                  f"{raw_root}/<SubjectID> holds a .dcm file). "
+                                  f"name: {name_list(missing)}. "
                         + instructions(NAME, raw_root, _DICOM_PART))
     images = {path_subject(path) for path in table["image_path"]}
     cases = set(zip(table["split"], table["patient_id"]))

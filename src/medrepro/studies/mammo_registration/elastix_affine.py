@@ -3,9 +3,16 @@
 elastix (itk-elastix) registers the CC (moving) onto the MLO (fixed) with an
 affine transform, Mattes mutual information (the views differ in compression
 and intensity), a three-level pyramid and adaptive stochastic gradient
-descent on randomly drawn samples (``elastix/affine.txt``). The breast
-regions are the masks, so air, labels and the pectoral muscle outside the
-CC's tissue do not drive the metric.
+descent on randomly drawn samples (``elastix/affine.txt``).
+
+Regions. Each view is cleaned to its breast region (everything outside set
+to air, 0), so film labels and scanner edges cannot drive the metric, and the
+MLO region is elastix's fixed mask: samples are drawn in the MLO's tissue
+only. The CC region is deliberately *not* a moving mask: elastix then drops
+every sample that leaves the CC's tissue, and mutual information over the
+shrinking overlap rewards sliding the CC off the MLO (on synthetic CBIS-DDSM
+pairs the region overlap fell below the start's); with the cleaned CC, MLO
+tissue over CC air is instead a mismatch the metric sees.
 
 Start. Like the learned variants, elastix starts from the network's 45-degree
 prior (``prior=False``: from the identity). The CC is first resampled with
@@ -35,9 +42,9 @@ Between the padded grid and the MLO grid lies the shift ``o = (left, top)``
 (MLO position -> padded position -> elastix's match on the padded grids ->
 back by ``-o`` -> the CC through the start affine).
 
-Failures. When elastix raises on a pair (e.g. too few samples in the
-overlap) or a breast region is empty, that pair gets the start affine ``P``
-and a warning naming the pair index; a closing log line counts them.
+Failures. When elastix raises on a pair (e.g. too few valid samples) or a
+breast region is empty, that pair gets the start affine ``P`` and a warning
+naming the pair index; a closing log line counts these fallbacks.
 """
 
 from __future__ import annotations
@@ -130,17 +137,22 @@ def _register_one(cc, mlo, cc_region, mlo_region, pmap: dict, start: np.ndarray,
     left, top, right, bottom = _padding(cc.shape, mlo.shape, start)
     padded_shape = (mlo.shape[0] + top + bottom, mlo.shape[1] + left + right)
     to_cc = _compose(start, _shift(-left, -top))  # padded position -> CC position
-    moving = _onto_padded_grid(cc, to_cc, padded_shape)
-    moving_region = _onto_padded_grid(cc_region, to_cc, padded_shape) >= 0.5
+    moving = _onto_padded_grid(np.where(cc_region, cc, 0.0), to_cc, padded_shape)
     pad = ((top, bottom), (left, right))
-    fixed = np.pad(np.asarray(mlo, dtype=np.float32), pad)
-    fixed_region = np.pad(np.asarray(mlo_region, dtype=bool), pad)
-    result = elastix.register(fixed, moving, pmap, threads=threads, fixed_mask=fixed_region,
-                              moving_mask=moving_region)
+    fixed = np.pad(np.where(mlo_region, mlo, 0.0).astype(np.float32), pad)
+    fixed_region = np.pad(mlo_region, pad)
+    result = elastix.register(fixed, moving, pmap, threads=threads, fixed_mask=fixed_region)
     if len(result.transform) != 1:
         raise RuntimeError(f"expected one elastix transform map, got {len(result.transform)}")
     found = pixel_affine_from_elastix(result.transform[0])
     return _compose(to_cc, found, _shift(left, top))
+
+
+def _load_itk() -> None:
+    """Load itk's elastix module now (~15 s): the first pair's time is then its registration alone."""
+    import itk
+
+    itk.ElastixRegistrationMethod  # itk loads lazily, on first attribute access
 
 
 def _check_stacks(cc, mlo, cc_region, mlo_region) -> tuple[np.ndarray, ...]:
@@ -178,6 +190,8 @@ def register_pairs(cc: np.ndarray, mlo: np.ndarray, cc_region: np.ndarray, mlo_r
     base = default_parameter_map() if parameter_map is None else parameter_map
     pmap = elastix.with_overrides(base, seed=seed, iterations=iterations, resolutions=resolutions, threads=threads)
     start = start_affine(cc.shape[1:], mlo.shape[1:], prior)
+    if len(cc):
+        _load_itk()
     matrices = np.empty((len(cc), 2, 3))
     seconds: list[float] = []
     fallbacks = 0

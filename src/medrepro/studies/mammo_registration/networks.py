@@ -107,7 +107,7 @@ HEAD_INITS = ("glorot", "zero")
 def prior_parameters(angle_deg: float = PRIOR_ANGLE_DEG) -> torch.Tensor:
     """The six centred-frame parameters ``[a11, a12, t1, a21, a22, t2]`` of the rotation prior."""
     cos, sin = math.cos(math.radians(angle_deg)), math.sin(math.radians(angle_deg))
-    return torch.tensor([cos, -sin, 0.0, sin, cos, 0.0])
+    return torch.tensor([cos, -sin, 0.0, sin, cos, 0.0], dtype=torch.float64)
 
 
 def _glorot(module: nn.Module) -> None:

@@ -33,6 +33,8 @@ original and working pixels).
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -287,7 +289,7 @@ def load_pairs(path: str | Path, split: str | None = None) -> dict[str, np.ndarr
             arrays = {name: data[name] for name in ARRAYS}
     except FileNotFoundError as exc:
         raise DataError(path, "prepared pairs not found; run the prepare step") from exc
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise DataError(path, f"not a prepared-pairs file ({exc}); delete it and run the prepare step") from exc
     if split is None:
         return arrays

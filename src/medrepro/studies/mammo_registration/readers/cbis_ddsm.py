@@ -351,18 +351,21 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
 
 
+# CBIS-DDSM has a few such masks: a run may drop their lesions, and says so in its log.
+_EXCLUDE_HINT = "set mammo_registration.pairs.exclude_bad_masks: true to drop such lesions"
+
+
 def lesion_box(mask_file: str | Path, image_shape: tuple[int, int],
                image_file: str | Path | None = None) -> tuple[int, int, int, int]:
     """The box of an ROI mask DICOM whose image is ``image_shape``; an empty or misfitting mask is a DataError."""
     mask, _ = read_mammogram(mask_file)
-    of_image = f" of {image_file}" if image_file else ""
+    image = f" ({image_file})" if image_file else ""
     if mask.shape != tuple(image_shape):
-        raise DataError(mask_file, f"ROI mask is {mask.shape[0]} x {mask.shape[1]} but its image{of_image} is "
-                                   f"{image_shape[0]} x {image_shape[1]}; a mask must have its mammogram's size "
-                                   "(not resized here): exclude this lesion")
+        raise DataError(mask_file, f"ROI mask is {mask.shape[0]} x {mask.shape[1]} but its mammogram{image} is "
+                                   f"{image_shape[0]} x {image_shape[1]} (masks are not resized); {_EXCLUDE_HINT}")
     box = mask_box(mask)
     if box is None:
-        raise DataError(mask_file, f"ROI mask{of_image} is empty (no nonzero pixel): exclude this lesion")
+        raise DataError(mask_file, f"ROI mask is empty (no nonzero pixel); {_EXCLUDE_HINT}")
     return box
 
 
