@@ -43,7 +43,7 @@ rule mammo_registration_gather_seeds:
     log:
         f"{RESULTS}/logs/mammo_registration_gather_seeds/{{variant}}.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 

@@ -1,5 +1,6 @@
 # Mammography registration: the table of the variants, the Wilcoxon tests, the
-# claims and the paper's figures (Figs. 2-5) with the synthetic pairs.
+# claims and the paper's figures (Figs. 2-5) with the synthetic pairs. They run in
+# the torch environment: the study's box and warping helpers are torch code.
 
 
 rule mammo_registration_table:
@@ -30,7 +31,7 @@ rule mammo_registration_table:
     log:
         f"{RESULTS}/logs/mammo_registration_table.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -51,7 +52,7 @@ rule mammo_registration_wilcoxon:
     log:
         f"{RESULTS}/logs/mammo_registration_wilcoxon.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -67,7 +68,7 @@ rule mammo_registration_claims:
     log:
         f"{RESULTS}/logs/mammo_registration_claims.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -91,7 +92,7 @@ rule mammo_registration_figure_overlap_mask:
     log:
         f"{RESULTS}/logs/mammo_registration_figure_overlap_mask.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -112,7 +113,7 @@ rule mammo_registration_figure_training_curves:
     log:
         f"{RESULTS}/logs/mammo_registration_figure_training_curves.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -133,7 +134,7 @@ rule mammo_registration_figure_giou_histogram:
     log:
         f"{RESULTS}/logs/mammo_registration_figure_giou_histogram.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -159,7 +160,7 @@ rule mammo_registration_figure_examples:
     log:
         f"{RESULTS}/logs/mammo_registration_figure_examples.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
 
@@ -181,6 +182,6 @@ rule mammo_registration_figure_synthetic:
     log:
         f"{RESULTS}/logs/mammo_registration_figure_synthetic.log",
     conda:
-        "../../../envs/report.yaml"
+        "../../../envs/torch.yaml"
     script:
         "../../../scripts/step.py"
