@@ -95,7 +95,7 @@ def test_the_paper_s_head_is_glorot_with_the_prior_as_bias():
     head = model.localisation[-1]
     bound = math.sqrt(6.0 / (head.in_features + head.out_features))
     assert torch.count_nonzero(head.weight) == head.weight.numel() and head.weight.abs().max() <= bound
-    torch.testing.assert_close(head.bias.detach(), networks.prior_parameters(45.0))
+    torch.testing.assert_close(head.bias.detach(), networks.prior_parameters(45.0).float())
     with pytest.raises(ConfigError, match="head_init"):
         DualViewSpatialTransformer(depth=18, head_init="ones")
 
