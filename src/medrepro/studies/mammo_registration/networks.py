@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import resnet
 from torch import nn
 
 from medrepro import boxes, sourcing, warp
@@ -46,7 +45,20 @@ from medrepro.hashing import sha256_file
 PRIOR_ANGLE_DEG = 45.0
 
 _STAGES = {18: ("basic", [2, 2, 2, 2]), 34: ("basic", [3, 4, 6, 3]), 50: ("bottleneck", [3, 4, 6, 3])}
-_BLOCKS = {"basic": resnet.ResNetBlock, "bottleneck": resnet.ResNetBottleneck}
+_EXPANSION = {"basic": 1, "bottleneck": 4}  # output channels per plane of MONAI's (and torchvision's) blocks
+
+
+def _resnet():
+    """MONAI's ResNet module, imported when a network is built: importing MONAI takes seconds, and the
+    frames, the prior and the box carrying below (used by evaluation, baselines and figures) do not need it."""
+    from monai.networks.nets import resnet
+
+    return resnet
+
+
+def _block(name: str):
+    resnet = _resnet()
+    return {"basic": resnet.ResNetBlock, "bottleneck": resnet.ResNetBottleneck}[name]
 _INPLANES = [64, 128, 256, 512]
 _TRUNK_PARTS = ("conv1", "bn1", "layer1", "layer2", "layer3")
 
@@ -74,13 +86,13 @@ class Trunk(nn.Module):
         super().__init__()
         self.depth = _check_depth(depth)
         block, layers = _STAGES[depth]
-        full = resnet.ResNet(
-            block, layers, _INPLANES, spatial_dims=2, n_input_channels=3, conv1_t_size=7, conv1_t_stride=2,
+        full = _resnet().ResNet(
+            _block(block), layers, _INPLANES, spatial_dims=2, n_input_channels=3, conv1_t_size=7, conv1_t_stride=2,
             shortcut_type="B", feed_forward=False, bias_downsample=False,
         )  # fmt: skip
         for name in (*_TRUNK_PARTS, "act", "maxpool"):
             setattr(self, name, getattr(full, name))
-        self.out_channels = _INPLANES[2] * _BLOCKS[block].expansion
+        self.out_channels = _INPLANES[2] * _EXPANSION[block]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.act(self.bn1(self.conv1(image))))
@@ -90,7 +102,7 @@ class Trunk(nn.Module):
 def conv5_stage(depth: int, in_channels: int) -> nn.Sequential:
     """ResNet's conv5_x stage (stride 2, 512 planes) for ``in_channels`` inputs, MONAI blocks."""
     block_name, layers = _STAGES[_check_depth(depth)]
-    block = _BLOCKS[block_name]
+    block = _block(block_name)
     out_channels = _INPLANES[3] * block.expansion
     shortcut = nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=2, bias=False), nn.BatchNorm2d(out_channels)
@@ -135,7 +147,7 @@ class DualViewSpatialTransformer(nn.Module):
             raise ConfigError(f"head_init {head_init!r}: expected one of {', '.join(HEAD_INITS)}")
         self.trunk = Trunk(depth)
         stage = conv5_stage(depth, 2 * self.trunk.out_channels)
-        head = nn.Linear(_INPLANES[3] * _BLOCKS[_STAGES[depth][0]].expansion, 6)
+        head = nn.Linear(_INPLANES[3] * _EXPANSION[_STAGES[depth][0]], 6)
         self.localisation = nn.Sequential(stage, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
         _glorot(self.localisation)
         if head_init == "zero":  # the prior holds for any input until training moves the weights
