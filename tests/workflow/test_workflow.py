@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rocrate.rocrate import ROCrate
 
+from medrepro.crate import export_crate
 from medrepro.planning import dry_run, job_counts
 
 from conftest import REPO, snakemake
+from support.crate_trace import as_list, trace
 
 
 def test_config_failing_the_schema_is_rejected(tmp_path):
@@ -76,8 +79,9 @@ def test_each_study_plans_alone(tmp_path):
     assert mammo["mammo_registration_train"] == 3 * 2  # loss variants x replicate seeds
     assert mammo["mammo_registration_pretrain_detector"] == 2 and mammo["mammo_registration_table"] == 1
     all_three, _ = dry_run("config/smoke.yaml", tmp_path / "c")
-    # one `all` rule in place of each study's own; cxr14 shares the atlas dataset's chain and two models with chest
-    assert all_three["total"] == chest["total"] + cxr14["total"] + mammo["total"] - 2 - (
+    # one `all` and one `claims` rule (each solo run of chest and mammo_registration has its own); cxr14 shares
+    # the atlas dataset's chain and two models with chest
+    assert all_three["total"] == chest["total"] + cxr14["total"] + mammo["total"] - 2 - 1 - (
         cxr14["chest_synthesize"] + cxr14["chest_obtain"] + cxr14["chest_convert"] + cxr14["chest_prealign"]
         + cxr14["chest_split"] + 2)
 
@@ -116,7 +120,8 @@ def test_smoke_tables_are_complete_and_finite(smoke_run):
     assert all(math.isfinite(x) for x in seed_spread.ravel())  # NaN only for the methods run once
     claims = pd.read_csv(smoke_run / "tables/claims.csv")
     assert list(claims.columns) == ["study", "claim", "metric", "holds_in_seeds", "n_seeds", "p_value", "verdict"]
-    assert len(claims) == 3 * 12 * 3 and set(claims["n_seeds"]) == {2}  # datasets x claims x metrics
+    chest_claims = claims[claims["study"] == "chest"]
+    assert len(chest_claims) == 3 * 12 * 3 and set(claims["n_seeds"]) == {2}  # datasets x claims x metrics
     assert claims["verdict"].isin(["holds", "contradicted", "inconclusive"]).all()
     assert set(table.loc[table.dataset == "Shenzhen", "distance_unit"]) == {"px"}
     assert set(table.loc[table.dataset == "JSRT", "distance_unit"]) == {"mm"}
@@ -226,15 +231,17 @@ def test_smoke_mammo_registration_cells_trace_to_the_raw_dicoms(smoke_run, tmp_p
         for rule in rules:
             assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
         assert any(s["path"].endswith("raw/CBIS-DDSM") for s in expl["steps"]), [s["path"] for s in expl["steps"]]
-    crate = tmp_path / "mammo.crate.zip"
-    out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance",
-                          str(smoke_run / "tables/mammo_registration.csv"), "--row", "masked_mse_giou", "--column",
-                          "giou_loss_mean", "--export", str(crate)], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    with zipfile.ZipFile(crate) as archive:
-        metadata = json.loads(archive.read("ro-crate-metadata.json"))
-    names = json.dumps(metadata)
-    assert "mammo_registration_train" in names and "CBIS-DDSM" in names
+    crate = ROCrate(export_crate(smoke_run / "provenance", tmp_path / "provenance.crate.zip", results_dir=smoke_run))
+    table = pd.read_csv(smoke_run / "tables/mammo_registration.csv").set_index("method")
+    number = crate.get("#mammo_registration.csv/masked_mse_giou/giou_loss_mean")
+    assert number["value"] == table.loc["masked_mse_giou", "giou_loss_mean"]
+    visited, actions, _ = trace(crate, as_list(number["isBasedOn"]))
+    rules = {a["name"].split("[")[0] for a in actions}
+    assert {"mammo_registration_evaluate_learned", "mammo_registration_train", "mammo_registration_prepare",
+            "mammo_registration_synthesize"} <= rules
+    raw = [e for e in crate.get_by_type("Dataset")
+           if e.id in visited and e.get("localPath", "").rstrip("/").endswith("raw/CBIS-DDSM")]
+    assert len(raw) == 1
 
 
 @pytest.mark.slow

@@ -154,8 +154,9 @@ def _write_evaluation(job: Job, pairs: dict, matrices: np.ndarray, seconds: list
     write_scores(scores, job.output.scores)
     with atomic_path(job.output.matrices) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, matrix=np.asarray(matrices, dtype=np.float64), pair=pairs["pair"],
-                     seconds=np.asarray(seconds if seconds is not None else [], dtype=np.float64))
+            np.savez(handle, matrix=np.asarray(matrices, dtype=np.float64), pair=pairs["pair"])
+    if seconds is not None and len(seconds):  # timings go to the provenance record, never into an output
+        job.extra["seconds_per_pair"] = float(np.mean(seconds))
     log.info("%s: overlap %.3f, GIoU loss %.3f over %d test pairs", job.params.method, scores["overlap"].mean(),
              scores["giou_loss"].mean(), len(scores))
 
@@ -186,7 +187,6 @@ def evaluate_elastix(job: Job) -> None:
     matrices, seconds = register_pairs(pairs["cc"], pairs["mlo"], pairs["cc_region"], pairs["mlo_region"],
                                        seed=p.seed, iterations=p.iterations, resolutions=p.resolutions,
                                        threads=job.threads)
-    job.extra["seconds_per_pair"] = float(np.mean(seconds)) if len(seconds) else None
     _write_evaluation(job, pairs, matrices, seconds)
 
 
