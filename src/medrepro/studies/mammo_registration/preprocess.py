@@ -26,8 +26,8 @@ each view:
   paper's 25%) with the seed.
 
 :func:`prepare` writes ``pairs.npz`` (the arrays, :data:`ARRAYS`) and
-``pairs.csv`` (one row per pair: names, split, files, sizes, boxes in the
-original and working pixels).
+``pairs.csv`` (one row per pair: names, split, files (relative to the raw
+directory), sizes, boxes in the original and working pixels).
 """
 
 from __future__ import annotations
@@ -193,6 +193,11 @@ class PreparedPairs:
     summary: dict
 
 
+def _relative(path, raw_root: Path) -> str:
+    """A file of the dataset as a path below its raw directory: the table is the same wherever the copy lies."""
+    return Path(path).relative_to(raw_root).as_posix()
+
+
 def _lesion_table(raw_root: Path, excluded: list[str] | None) -> pd.DataFrame:
     paths = cbis_ddsm.case_description_paths(raw_root)
     table = cbis_ddsm.read_case_descriptions(paths)
@@ -240,8 +245,8 @@ def prepare(raw_root: str | Path, *, longest_side: int, aspect: float, pairing_r
             arrays[f"{view}_region"].append(worked.region)
             arrays[f"{view}_box"].append(worked.box)
             row.update({
-                f"{view}_image_file": str(pair[f"{view}_image_file"]),
-                f"{view}_roi_mask_file": str(pair[f"{view}_roi_mask_file"]),
+                f"{view}_image_file": _relative(pair[f"{view}_image_file"], raw_root),
+                f"{view}_roi_mask_file": _relative(pair[f"{view}_roi_mask_file"], raw_root),
                 f"{view}_abnormality_id": int(pair[f"{view}_abnormality_id"]),
                 f"{view}_rows": int(pair[f"{view}_image_rows"]), f"{view}_columns": int(pair[f"{view}_image_columns"]),
                 f"{view}_mirrored": bool(worked.mirrored),

@@ -128,6 +128,7 @@ def pretrain_detector(job: Job) -> None:
 
 
 def train_registration(job: Job) -> None:
+    from medrepro.hashing import sha256_file
     from medrepro.studies.mammo_registration.detection import trunk_state_from_detector
     from medrepro.studies.mammo_registration.preprocess import load_pairs
     from medrepro.studies.mammo_registration.training import train_registration as train
@@ -138,7 +139,8 @@ def train_registration(job: Job) -> None:
     summary = train(load_pairs(job.input.pairs, "train"), _settings(job, _device(job)), variant=p.variant,
                     depth=p.depth, head_init=p.head_init, prior_angle_deg=p.prior_angle_deg,
                     giou_weight=p.giou_weight, trunk_state=trunk_state,
-                    trunk_source=f"detector {detector}" if detector else p.trunk_weights, weights_dir=p.weights_dir,
+                    trunk_source=f"detector sha256:{sha256_file(detector)}" if detector else p.trunk_weights,
+                    weights_dir=p.weights_dir,
                     val_pairs=load_pairs(job.input.pairs, "val"), source=job.input.pairs)
     job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
     log.info("%s seed %s: final train %s, val %s", p.variant, p.seed, summary["final_train"], summary["final_val"])
