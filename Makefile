@@ -40,7 +40,7 @@ endif
 # Interrupted, even by kill -9? Run the same target again: it clears the killed run's locks
 # (when no other run is alive here), reruns its unfinished jobs and resumes training from checkpoints.
 run: setup
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile $(CONFIG) $(STUDIES)
+	$(BIN)/snakemake $(STUDIES) --profile profiles/local --cores $(CORES) --configfile $(CONFIG)
 
 smoke: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/smoke.yaml
