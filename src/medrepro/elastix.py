@@ -42,6 +42,7 @@ Cost
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -382,21 +383,42 @@ def register(
 
     itk = _itk()
     start = time.perf_counter()
-    method = itk.ElastixRegistrationMethod.New(_to_itk(fixed, fixed_spacing), _to_itk(moving, moving_spacing))
-    method.SetParameterObject(_parameter_object(elastix_maps))
-    if threads is not None:
-        method.SetNumberOfThreads(threads)
-    if fixed_mask is not None:
-        method.SetFixedMask(_to_itk(fixed_mask, fixed_spacing))
-    if moving_mask is not None:
-        method.SetMovingMask(_to_itk(moving_mask, moving_spacing))
-    _configure_logging(method, log_dir, "elastix.log")
-    method.Update()
+    with _itk_threads(itk, threads):
+        method = itk.ElastixRegistrationMethod.New(_to_itk(fixed, fixed_spacing), _to_itk(moving, moving_spacing))
+        method.SetParameterObject(_parameter_object(elastix_maps))
+        if fixed_mask is not None:
+            method.SetFixedMask(_to_itk(fixed_mask, fixed_spacing))
+        if moving_mask is not None:
+            method.SetMovingMask(_to_itk(moving_mask, moving_spacing))
+        _configure_logging(method, log_dir, "elastix.log")
+        method.Update()
     transform = _as_maps(method.GetTransformParameterObject())
     seconds = time.perf_counter() - start
     order = int(transform[-1].get("FinalBSplineInterpolationOrder", ["3"])[0])
     warped = transform_image(moving, transform, moving_spacing, order=order)
     return RegistrationResult(warped=warped, transform=transform, seconds=seconds)
+
+
+@contextlib.contextmanager
+def _itk_threads(itk, threads: int | None):
+    """Run elastix with ``threads`` threads through ITK's global default, restored afterwards.
+
+    itk-elastix 0.25 crashes (segmentation fault) in multi-metric B-spline
+    registrations when ``ElastixRegistrationMethod.SetNumberOfThreads(n)`` is
+    called with n >= 2; ITK's global default thread count, read by every
+    filter created while it is set, gives the same thread count without the
+    crash (tests/kernel/test_elastix.py runs 2 threads in a subprocess).
+    """
+    if threads is None:
+        yield
+        return
+    threader = itk.MultiThreaderBase
+    previous = threader.GetGlobalDefaultNumberOfThreads()
+    threader.SetGlobalDefaultNumberOfThreads(threads)
+    try:
+        yield
+    finally:
+        threader.SetGlobalDefaultNumberOfThreads(previous)
 
 
 def _thread_count(maps: Sequence[Mapping[str, Sequence[str]]], threads: int | None) -> int | None:

@@ -4,7 +4,8 @@ Each job run through :func:`medrepro.runner.run` writes a JSON record under
 ``<results>/provenance/jobs/`` once its outputs are complete. A record names
 the rule and wildcards, every input and output with its sha256, the params
 (the config values the rule was given), the seed, the code version (git commit
-and whether the tree was dirty), package versions, host (with the SLURM job id,
+and whether the tree was dirty), package versions, the lock file's sha256 (with any
+package installed at another version than it pins), host (with the SLURM job id,
 node and allocated CPUs/GPUs when present), and start/end times. Tables
 additionally record, per row, which inputs fed it, so the chain of a single cell
 can be followed back to the raw files that no job produced.
@@ -18,8 +19,10 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -79,6 +82,38 @@ def code_version(repo_dir: str | Path | None = None) -> dict:
 
     return {"medrepro": __version__, "git_commit": commit,
             "git_dirty": None if status is None else bool(status), "source_dir": str(repo_dir)}
+
+
+LOCK_FILE = "requirements.lock"
+# Written by `make` into the environment it set up: the sha256 of the lock it installed from.
+INSTALLED_LOCK_STAMP = "medrepro-lock.sha256"
+_LOCK_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", re.MULTILINE)
+
+
+def locked_versions(lock_path: str | Path) -> dict[str, str]:
+    """The exact versions a pip requirements lock file pins, by normalised package name."""
+    return {normalise_package(name): version for name, version in _LOCK_PIN.findall(Path(lock_path).read_text())}
+
+
+def normalise_package(name: str) -> str:
+    """A package name as PEP 503 compares them (SimpleITK and simpleitk, ruamel_yaml and ruamel-yaml)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_state(packages: dict, repo_dir: str | Path | None = None) -> dict | None:
+    """The lock file behind this environment: its sha256, the sha256 of the lock that `make` installed
+    into this environment (None when it was set up otherwise, e.g. a conda env), and the tracked
+    ``packages`` (name -> installed version) whose version differs from the lock. None outside a checkout."""
+    lock = Path(repo_dir or Path(__file__).resolve().parents[2]) / LOCK_FILE
+    if not lock.is_file():
+        return None
+    locked = locked_versions(lock)
+    differs = {name: {"locked": locked[key], "installed": version} for name, version in packages.items()
+               if (key := normalise_package(name)) in locked and locked[key] != version}
+    installed_from = Path(sys.prefix) / INSTALLED_LOCK_STAMP
+    return {"file": LOCK_FILE, "sha256": sha256_file(lock),
+            "installed_from": installed_from.read_text().strip() if installed_from.is_file() else None,
+            "differs": differs}
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict:
@@ -148,6 +183,7 @@ def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list
                  threads: int | None, resources: dict, started: str, finished: str, log: list[str],
                  cells: dict | None = None, extra: dict | None = None, step: str | None = None) -> dict:
     params = to_jsonable(params)
+    packages = package_versions()
     record = {
         "record_version": RECORD_VERSION,
         "rule": rule,
@@ -160,7 +196,8 @@ def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list
         "threads": threads,
         "resources": to_jsonable(resources),
         "code": code_version(),
-        "packages": package_versions(),
+        "packages": packages,
+        "lock": lock_state(packages),
         "host": execution_host(),
         "started": started,
         "finished": finished,

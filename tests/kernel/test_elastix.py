@@ -332,3 +332,51 @@ def test_bad_masks_are_rejected(phantom):
         E.register(image, image, fast_similarity_map(), moving_mask=np.zeros_like(mask))
     with pytest.raises(ValueError, match="boolean"):
         E.register(image, image, fast_similarity_map(), fixed_mask=mask.astype(np.uint8) * 2)
+
+
+# ------------------------------------------------------------ thread counts
+_TWO_THREAD_REGISTRATION = """
+import numpy as np
+from medrepro import elastix as E
+
+# a multi-metric B-spline map (NCC + bending energy, random sampler): the kind that crashed
+# itk-elastix 0.25 when its thread count was set on the registration method
+pmap = {"FixedImageDimension": ["2"], "MovingImageDimension": ["2"],
+        "FixedInternalImagePixelType": ["float"], "MovingInternalImagePixelType": ["float"],
+        "Registration": ["MultiMetricMultiResolutionRegistration"], "Transform": ["BSplineTransform"],
+        "Metric": ["AdvancedNormalizedCorrelation", "TransformBendingEnergyPenalty"],
+        "Metric0Weight": ["1.0"], "Metric1Weight": ["2.0"], "Optimizer": ["AdaptiveStochasticGradientDescent"],
+        "ImageSampler": ["Random"], "Interpolator": ["BSplineInterpolator"],
+        "ResampleInterpolator": ["FinalBSplineInterpolator"], "Resampler": ["DefaultResampler"],
+        "FixedImagePyramid": ["FixedSmoothingImagePyramid"], "MovingImagePyramid": ["MovingSmoothingImagePyramid"],
+        "FinalGridSpacingInVoxels": ["1", "1"], "NumberOfResolutions": ["3"],
+        "ImagePyramidSchedule": ["8", "8", "4", "4", "2", "2"], "MaximumStepLength": ["0.29"],
+        "NumberOfSpatialSamples": ["2048"], "NewSamplesEveryIteration": ["true"]}
+pmap = E.with_overrides(pmap, iterations=50, seed=1, threads={threads})
+y, x = np.mgrid[:64, :64]
+fixed = np.exp(-((x - 30) ** 2 + (y - 34) ** 2) / 200.0).astype(np.float32)
+moving = np.exp(-((x - 34) ** 2 + (y - 30) ** 2) / 180.0).astype(np.float32)
+result = E.register(fixed, moving, pmap)
+print(float(np.abs(moving - fixed).mean()), float(np.abs(result.warped - fixed).mean()))
+"""
+
+
+def test_a_bspline_registration_runs_at_two_threads_without_crashing():
+    """In a subprocess: a crash (segmentation fault) fails this test instead of killing the suite."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _TWO_THREAD_REGISTRATION.replace("{threads}", "2")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
+    before, after = map(float, run.stdout.split())
+    assert after < 0.5 * before  # it registered
+
+
+def test_thread_count_is_restored_after_a_registration(phantom):
+    import itk
+
+    image, _ = phantom
+    before = itk.MultiThreaderBase.GetGlobalDefaultNumberOfThreads()
+    E.register(image, image, E.with_overrides(published_map("similarity"), iterations=5, seed=0, threads=1))
+    assert itk.MultiThreaderBase.GetGlobalDefaultNumberOfThreads() == before
