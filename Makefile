@@ -69,7 +69,7 @@ smoke: setup
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) --configfile config/smoke.yaml
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 lint: setup
 	$(BIN)/snakemake --lint

@@ -67,6 +67,29 @@ def check_config(config: dict, schema_path: str | Path, config_files: Iterable[s
         raise ConfigError(format_problems(problems, config, config_files))
 
 
+def check_config_files(config_files: Iterable[str | Path], schema_path: str | Path) -> dict:
+    """Merge ``config_files`` as Snakemake merges its config files (later ones over earlier ones, mappings
+    key by key), check the result as :func:`check_config` does and return it with its defaults filled in.
+    The workflow's check without starting Snakemake (tests, tools)."""
+    config_files = [Path(f) for f in config_files]
+    config: dict = {}
+    for path in config_files:
+        merge_config(config, _read_config_file(path) or {})
+    check_config(config, schema_path, config_files)
+    return config
+
+
+def merge_config(config: dict, overrides: dict) -> dict:
+    """Update ``config`` in place with ``overrides``: nested mappings merged key by key, anything else
+    replaced, like ``snakemake.utils.update_config``."""
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            merge_config(config[key], value)
+        else:
+            config[key] = value
+    return config
+
+
 def config_problems(config: dict, schema_path: str | Path) -> list[Problem]:
     """Everything wrong with ``config``: schema errors first, then the checks a schema cannot express."""
     schema, registry = load_schema(schema_path)

@@ -186,3 +186,28 @@ def test_the_schema_check_stands_alone_without_snakemake(tmp_path):
     config["chest"]["registration"]["stepz"] = 3
     [problem] = config_problems(config, Path(tmp_path / "config.schema.yaml"))
     assert problem.text.startswith("unknown key chest.registration.stepz; allowed keys under chest.registration:")
+
+
+def test_config_files_merge_as_snakemake_merges_them():
+    from snakemake.utils import update_config
+
+    from medrepro.config_check import merge_config
+
+    base = {"a": 1, "b": {"c": 2, "d": {"e": 3}}, "f": [1, 2]}
+    overrides = {"b": {"d": {"e": 4, "g": 5}, "h": 6}, "f": [3], "i": None}
+    expected = copy.deepcopy(base)
+    update_config(expected, copy.deepcopy(overrides))
+    assert merge_config(copy.deepcopy(base), copy.deepcopy(overrides)) == expected
+
+
+def test_config_files_are_checked_as_the_workflow_checks_them(tmp_path):
+    from medrepro.config_check import check_config_files
+
+    schema = REPO / "workflow/schemas/config.schema.yaml"
+    merged = check_config_files([REPO / "config/config.yaml", REPO / "config/smoke.yaml"], schema)
+    assert merged["results_dir"] == "results/smoke"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: -1\n")
+    with pytest.raises(ConfigError) as error:
+        check_config_files([REPO / "config/config.yaml", bad], schema)
+    assert str(error.value).startswith(f"{bad}: seed = -1")

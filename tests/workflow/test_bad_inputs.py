@@ -39,6 +39,8 @@ import yaml
 from PIL import Image
 
 from medrepro import runner
+from medrepro.config_check import check_config_files
+from medrepro.errors import ConfigError
 from medrepro.runner import Job, _Namespace, execute
 
 from conftest import REPO
@@ -142,20 +144,32 @@ def stock(tmp_path_factory) -> Stock:
     return Stock(raw=root / "raw", run=root / "run")
 
 
-# ---------------------------------------------------------------- config mistakes: snakemake -n
+# ---------------------------------------------------------------- config mistakes: the config check
 
 
-def config_case(name: str, config: str, *names: str, max_chars: int = MAX_MESSAGE_CHARS) -> BadInput:
-    """``config`` is merged over config/config.yaml; the message names this file and the key."""
+def config_case(name: str, config: str, *names: str, max_chars: int = MAX_MESSAGE_CHARS,
+                end_to_end: bool = False) -> BadInput:
+    """``config`` is merged over config/config.yaml; the message names this file and the key.
+
+    The workflow's config check runs in-process (``check_config_files``: the same merge, schema and checks as
+    workflow/rules/common.smk, without starting Snakemake); ``end_to_end`` plans it with ``snakemake -n``
+    instead, the way a user meets it (one case of each kind of mistake, besides tests/workflow/test_workflow.py)."""
 
     def run(case: Path, stock: Stock) -> Outcome:
         path = case / "config.yaml"
         path.write_text(config)
-        result = subprocess.run(
-            [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--config",
-             f"results_dir={case / 'results'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
-        return Outcome(result.returncode, result.stderr + result.stdout,
-                       [line for line in result.stderr.splitlines() if line.startswith(f"{path}: ")])
+        if end_to_end:
+            result = subprocess.run(
+                [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--config",
+                 f"results_dir={case / 'results'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+            return Outcome(result.returncode, result.stderr + result.stdout,
+                           [line for line in result.stderr.splitlines() if line.startswith(f"{path}: ")])
+        try:
+            check_config_files([REPO / "config/config.yaml", path], REPO / "workflow/schemas/config.schema.yaml")
+        except ConfigError as problem:
+            lines = str(problem).splitlines()
+            return Outcome(1, str(problem), [line for line in lines if line.startswith(f"{path}: ")])
+        return Outcome(0, "", [])
 
     return BadInput(name, run, (f"{{case}}/config.yaml: {names[0]}", *names[1:]), absent=("results",),
                     max_chars=max_chars)
@@ -627,11 +641,11 @@ CASES: list = [  # BadInput, or pytest.param(BadInput, marks=xfail) for a known 
                 "chest.datasets.JSRT.source = 'download'", "must be one of synthetic, verify", "db.jsrt.or.jp",
                 "source: verify", max_chars=500),
     config_case("jsrt_verify_without_raw_dir", "chest: {datasets: {JSRT: {source: verify}}}\n",
-                "chest.datasets.JSRT.raw_dir = null", "set raw_dir"),
+                "chest.datasets.JSRT.raw_dir = null", "set raw_dir", end_to_end=True),
     config_case("montgomery_verify_without_raw_dir", "chest: {datasets: {Montgomery: {source: verify}}}\n",
                 "chest.datasets.Montgomery.raw_dir = null", "set raw_dir"),
     config_case("fractions_not_summing_to_1", "chest: {split: {fractions: [0.5, 0.3, 0.3]}}\n",
-                "chest.split.fractions = [0.5, 0.3, 0.3]", "summing to 1 (sums to 1.1, not 1)"),
+                "chest.split.fractions = [0.5, 0.3, 0.3]", "summing to 1 (sums to 1.1, not 1)", end_to_end=True),
     config_case("fractions_of_two_folds", "chest: {split: {fractions: [0.5, 0.5]}}\n",
                 "chest.split.fractions = [0.5, 0.5]", "exactly 3 items"),
     config_case("jsrt_spacing_given", "chest: {datasets: {JSRT: {spacing_mm: 0.2}}}\n",

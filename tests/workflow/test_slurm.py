@@ -438,6 +438,23 @@ def test_no_half_written_output_is_taken_as_finished(slurm_run, smoke_run):
             assert ours.read_bytes() == local.read_bytes(), name
 
 
+@pytest.mark.slow
+def test_every_file_of_the_slurm_run_has_the_local_runs_bytes(slurm_run, smoke_run):
+    """Two runs of one config, on two executors and with two faults in one of them, write the same bytes: the
+    suite's determinism check for the studies the SLURM run executes (tests/workflow/test_determinism.py
+    rebuilds every study's probes)."""
+    compared, differing = 0, []
+    for path in sorted(slurm_run.results.rglob("*")):
+        relative = path.relative_to(slurm_run.results)
+        if not path.is_file() or relative.parts[0] in ("logs", "provenance") or relative == Path("tables/claims.csv"):
+            continue  # logs and records hold times and hosts; claims.csv is compared row by row above
+        compared += 1
+        local = smoke_run / relative
+        if not local.is_file() or local.read_bytes() != path.read_bytes():
+            differing.append(relative.as_posix())
+    assert compared > 100 and differing == []
+
+
 # ------------------------------------------------------------ RO-Crate of the SLURM run
 def action_id(record: dict) -> str:
     """The crate's id of a job's action: #job/<rule>[/<name>=<value>,...], wildcards sorted by name."""

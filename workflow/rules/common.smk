@@ -1,21 +1,22 @@
 # What every study uses: the config's validation, which studies run, the results
-# paths and where a dataset's native files are. Beyond the list of studies below,
-# nothing here knows a study.
+# paths and where a dataset's native files are. Nothing here knows a study: they are
+# listed in workflow/studies.yaml.
 
 import re
 import sys
+
+import yaml
 
 from medrepro import pinning
 from medrepro.claims import replicate_seeds
 from medrepro.config_check import check_config
 from medrepro.errors import ConfigError, MedreproError
 
-# Every study: its rules are workflow/rules/<study>/*.smk, its config section
-# `<study>:` is checked by workflow/schemas/<study>.schema.yaml, and `studies:`
-# in the config lists the ones that run.
-STUDIES = ("chest", "cxr14", "mammo_registration")
-# The studies whose rules a study needs (it reads their output files).
-STUDY_NEEDS = {"chest": (), "cxr14": ("chest",), "mammo_registration": ()}
+# Every study and the studies whose outputs it reads: workflow/studies.yaml.
+with open(f"{workflow.basedir}/workflow/studies.yaml") as _studies:
+    _STUDY_TABLE = yaml.safe_load(_studies)
+STUDIES = tuple(_STUDY_TABLE)
+STUDY_NEEDS = {study: tuple(entry["needs"]) for study, entry in _STUDY_TABLE.items()}
 
 # The schema check (filling in its defaults) and the checks it cannot express; a mistake stops the
 # workflow with one line per problem naming the key, the config file that set it and what is allowed.
