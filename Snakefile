@@ -16,6 +16,7 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow's own package, installed or not
 
+from medrepro.provenance import now  # noqa: E402
 from medrepro.recovery import claim_working_directory, explain_lock_conflicts  # noqa: E402
 
 min_version("9.0")
@@ -30,6 +31,9 @@ if workflow.is_main_process and claim_working_directory(log=logger.info).other_r
 
 
 configfile: "config/config.yaml"
+
+# When this run started: at its end, the jobs it ran are broken down rule by rule (onsuccess below).
+RUN_STARTED = now()
 
 
 include: "workflow/rules/common.smk"
@@ -92,3 +96,12 @@ rule all:
         [STUDY_OUTPUTS[study]() for study in ENABLED_STUDIES],
         rules.claims.output if enabled_claim_files() else [],
     default_target: True
+
+
+onsuccess:
+    # Where the run's time went, per rule (start-up, step), from the records of the jobs it ran:
+    # <results>/logs/run_times.csv and the log.
+    from medrepro.run_times import report_run_times
+
+    report_run_times(config["provenance_dir"], f"{RESULTS}/logs/run_times.csv", since=RUN_STARTED,
+                     cores=workflow.cores, log=logger.info)

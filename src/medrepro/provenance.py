@@ -157,6 +157,15 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def process_started() -> str:
+    """When this process started (its interpreter, before any import): a job's record holds it beside the step's
+    own start, so that start-up time (interpreter, Snakemake's script preamble, imports) shows per job."""
+    import psutil
+
+    started = _dt.datetime.fromtimestamp(psutil.Process().create_time(), _dt.timezone.utc)
+    return started.isoformat(timespec="milliseconds")
+
+
 def to_jsonable(value):
     """Snakemake Namedlists, numpy scalars and paths as plain JSON values."""
     if isinstance(value, dict):
@@ -181,7 +190,8 @@ def record_path(prov_dir: str | Path, rule: str, wildcards: dict) -> Path:
 
 def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list[str], params: dict,
                  threads: int | None, resources: dict, started: str, finished: str, log: list[str],
-                 cells: dict | None = None, extra: dict | None = None, step: str | None = None) -> dict:
+                 cells: dict | None = None, extra: dict | None = None, step: str | None = None,
+                 process_started: str | None = None) -> dict:
     params = to_jsonable(params)
     packages = package_versions()
     record = {
@@ -199,6 +209,7 @@ def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list
         "packages": packages,
         "lock": lock_state(packages),
         "host": execution_host(),
+        "process_started": process_started,
         "started": started,
         "finished": finished,
         "log": [normpath(p) for p in log],

@@ -121,7 +121,8 @@ def execute(job: Job, step: Callable[[Job], None]) -> None:
     record = provenance.build_record(
         rule=job.rule, wildcards=dict(job.wildcards), inputs=job.all_inputs(), outputs=job.all_outputs(),
         params=dict(job.params), threads=job.threads, resources=job.resources, started=started,
-        finished=finished, log=job.log, cells=job.cells, extra=job.extra, step=job.step)
+        finished=finished, log=job.log, cells=job.cells, extra=job.extra, step=job.step,
+        process_started=provenance.process_started())
     provenance.write_record(job.provenance_dir, record)
     log.info("rule %s finished; provenance recorded", job.rule)
 
