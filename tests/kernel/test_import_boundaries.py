@@ -79,6 +79,24 @@ def test_the_kernel_and_shared_code_import_no_study_and_studies_import_no_other_
     assert violations() == []
 
 
+def kernel_test_violations(root: Path = REPO / "tests" / "kernel") -> list[str]:
+    """Imports of a study (or of the studies package) by a kernel test: the kernel is tested on its own."""
+    problems = {}
+    for path in sorted(root.rglob("*.py")):
+        for line, target in imported_modules(path, root):
+            if layer(target)[0] in ("study", "studies"):  # one message per import statement
+                problems.setdefault((path, line), f"{path.relative_to(root.parent)}:{line} imports {target}: "
+                                                  "kernel tests must not import a study")
+    return list(problems.values())
+
+
+def test_kernel_tests_import_no_study(tmp_path):
+    assert kernel_test_violations() == []
+    (tmp_path / "test_leak.py").write_text("def test_x():\n    from medrepro.studies.chest import steps\n")
+    (found,) = kernel_test_violations(tmp_path)
+    assert "test_leak.py:2 imports medrepro.studies.chest" in found and "must not import a study" in found
+
+
 @pytest.mark.parametrize("offender, source, expected", [
     ("metrics/leak.py", "from medrepro.studies.chest import networks\n", "the kernel must not import a study"),
     ("leak.py", "def f():\n    import medrepro.studies.chest.steps\n", "the kernel must not import a study"),
