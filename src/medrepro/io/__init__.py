@@ -1,1 +1,1 @@
-"""Generic readers and writers of image file formats (no study's layout)."""
+"""Generic readers and writers of image file formats, and of the CSV files rules write (no study's layout)."""

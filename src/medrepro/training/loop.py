@@ -21,7 +21,10 @@ import torch
 from torch import nn
 
 from medrepro.atomic import atomic_path
+from medrepro.errors import DataError
+from medrepro.io.csv_files import read_csv_file
 from medrepro.progress import progress_bar
+from medrepro.tables import require_columns
 from medrepro.training.checkpoint import (
     checkpoint_files, config_differences, load_latest_checkpoint, restore_checkpoint, save_checkpoint, torch_bytes,
 )
@@ -73,6 +76,25 @@ def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -
 
 def _loss_table(rows: Iterable[dict], columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=columns)
+
+
+LOSS_LOG_KEYS = ("step", "epoch", "split")  # every loss log's first columns; the loss terms follow
+
+
+def read_loss_log(path: str | Path) -> pd.DataFrame:
+    """A log written by :func:`write_loss_log`: integer step and epoch, the split, every term as float.
+
+    An empty cell (a term a row does not log) reads as NaN; a missing,
+    unreadable or malformed file is a ``DataError`` naming it.
+    """
+    frame = read_csv_file(path, "loss log not found; run the training step first", dtype={"split": str})
+    require_columns(frame, LOSS_LOG_KEYS, path)
+    try:
+        terms = {column: pd.to_numeric(frame[column]).astype(float) for column in frame.columns
+                 if column not in LOSS_LOG_KEYS}
+        return frame.astype({"step": int, "epoch": int}).assign(**terms)
+    except (ValueError, TypeError) as error:
+        raise DataError(path, f"a step, epoch or loss term is not a number ({error})") from error
 
 
 def in_progress_log_path(checkpoint_path: str | Path) -> Path:

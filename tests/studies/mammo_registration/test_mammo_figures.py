@@ -9,7 +9,7 @@ import torch
 from medrepro import warp
 from medrepro.errors import DataError
 from medrepro.studies.mammo_registration import figures, networks
-from medrepro.studies.mammo_registration.evaluation import score_pairs
+from medrepro.studies.mammo_registration.evaluation import register_pairs, score_pairs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEIGHT, WIDTH = 64, 40
@@ -50,7 +50,7 @@ def matrices():
 
 
 def _scores_for(pairs, method_matrices, seed=None) -> pd.DataFrame:
-    carried = np.stack([figures.rectified_cc_box(m, b) for m, b in zip(method_matrices, pairs["cc_box"])])
+    carried = register_pairs(pairs, method_matrices)["cc_box"]
     frame = score_pairs(pairs["pair"], pairs["mlo_box"], carried, [0.01, 0.02, 0.03])
     return frame if seed is None else frame.assign(seed=seed)
 
@@ -76,10 +76,21 @@ def _log(offset: float, with_giou: bool = True) -> pd.DataFrame:
     return frame.assign(total=frame["mse"] + frame["giou_loss"].fillna(0.0))
 
 
-# ----------------------------------------------------------------------------- geometry
+# ----------------------------------------------------------------------------- geometry (the evaluation's, drawn)
 
 
-def test_overlap_for_pair_matches_a_shift_computed_by_hand(pairs):
+def _box_only_pair(cc_box) -> dict:
+    """One pair of empty views whose CC box is ``cc_box``: enough to carry the box."""
+    blank = np.zeros((1, HEIGHT, WIDTH), np.float32)
+    return {"cc": blank, "mlo": blank, "cc_region": blank > 0, "mlo_region": blank > 0,
+            "cc_box": np.asarray(cc_box, np.float64)[None]}
+
+
+def _rectified(matrix, cc_box) -> np.ndarray:
+    return figures.registered_pair(_box_only_pair(cc_box), 0, matrix)["cc_box"]
+
+
+def test_overlap_mask_matches_a_shift_computed_by_hand(pairs):
     cc_region, mlo_region = pairs["cc_region"][0], pairs["mlo_region"][0]
     dx, dy = 3, -5  # output pixel (r, c) samples CC pixel (r + dy, c + dx) exactly at its centre
     matrix = warp.translation_matrix(dx, dy, dtype=torch.float64).numpy()
@@ -88,27 +99,27 @@ def test_overlap_for_pair_matches_a_shift_computed_by_hand(pairs):
         for c in range(WIDTH):
             if 0 <= r + dy < HEIGHT and 0 <= c + dx < WIDTH:
                 expected[r, c] = mlo_region[r, c] and cc_region[r + dy, c + dx]
-    got = figures.overlap_for_pair(matrix, cc_region, mlo_region)
+    got = figures.registered_pair(pairs, 0, matrix)["mask"]
     assert got.dtype == bool and got.shape == (HEIGHT, WIDTH)
     np.testing.assert_array_equal(got, expected)
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    np.testing.assert_array_equal(figures.overlap_for_pair(identity, cc_region, mlo_region), cc_region & mlo_region)
+    np.testing.assert_array_equal(figures.registered_pair(pairs, 0, identity)["mask"], cc_region & mlo_region)
 
 
-def test_overlap_for_pair_is_the_kernel_mask_for_a_rotation(pairs):
+def test_overlap_mask_is_the_kernel_mask_for_a_rotation(pairs):
     matrix = warp.rotation_matrix(20, warp.image_centre((HEIGHT, WIDTH)), dtype=torch.float64)
     expected = warp.overlap_mask((HEIGHT, WIDTH), matrix, (HEIGHT, WIDTH),
                                  fixed_region=torch.as_tensor(pairs["mlo_region"][1]),
                                  moving_region=torch.as_tensor(pairs["cc_region"][1]))[0, 0].numpy()
-    got = figures.overlap_for_pair(matrix.numpy(), pairs["cc_region"][1], pairs["mlo_region"][1])
+    got = figures.registered_pair(pairs, 1, matrix.numpy())["mask"]
     np.testing.assert_array_equal(got, expected)
     assert 0 < got.sum() < (pairs["cc_region"][1] & pairs["mlo_region"][1]).sum() + 1
 
 
-def test_register_cc_identity_and_integer_shift(pairs):
+def test_registered_cc_identity_and_integer_shift(pairs):
     cc = pairs["cc"][0]
-    np.testing.assert_allclose(figures.register_cc(cc, np.eye(2, 3), (HEIGHT, WIDTH)), cc, atol=1e-6)
-    shifted = figures.register_cc(cc, warp.translation_matrix(2, 1).numpy(), (HEIGHT, WIDTH))
+    np.testing.assert_allclose(figures.registered_pair(pairs, 0, np.eye(2, 3))["cc"], cc, atol=1e-6)
+    shifted = figures.registered_pair(pairs, 0, warp.translation_matrix(2, 1).numpy())["cc"]
     np.testing.assert_allclose(shifted[:-1, :-2], cc[1:, 2:], atol=1e-6)
     assert np.all(shifted[-1] == 0) and np.all(shifted[:, -2:] == 0)
 
@@ -119,7 +130,7 @@ def test_carried_corners_and_rectified_box_by_hand():
     corners = figures.carried_cc_corners(matrix, box)
     # Inverse: x = (x_in - 3) / 2, y = (y_in + 1) / 0.5; corners in (x1,y1), (x2,y1), (x2,y2), (x1,y2) order.
     np.testing.assert_allclose(corners, [[1.0, 6.0], [3.0, 6.0], [3.0, 10.0], [1.0, 10.0]])
-    np.testing.assert_allclose(figures.rectified_cc_box(matrix, box), [1.0, 6.0, 3.0, 10.0])
+    np.testing.assert_allclose(_rectified(matrix, box), [1.0, 6.0, 3.0, 10.0])
 
 
 def test_rectified_box_encloses_the_rotated_corners():
@@ -131,7 +142,7 @@ def test_rectified_box_encloses_the_rotated_corners():
     expected = (points - [4.0, -2.0]) @ np.linalg.inv(rotation).T
     corners = figures.carried_cc_corners(matrix, box)
     np.testing.assert_allclose(corners, expected, atol=1e-12)
-    np.testing.assert_allclose(figures.rectified_cc_box(matrix, box),
+    np.testing.assert_allclose(_rectified(matrix, box),
                                [*expected.min(axis=0), *expected.max(axis=0)], atol=1e-12)
 
 
@@ -189,17 +200,6 @@ def test_config_seed_scores_takes_the_lowest_or_the_given_seed(scores):
 def test_default_pair_index_is_the_first_name(pairs):
     assert figures.default_pair_index(pairs["pair"]) == 1
     assert figures.default_pair_index(["b", "a", "a"]) == 1
-
-
-def test_epoch_means_by_hand():
-    log = pd.DataFrame({
-        "epoch": [1, 1, 2, 2, 1, 2], "split": ["train"] * 4 + ["val"] * 2,
-        "mse": [1.0, 3.0, 2.0, np.nan, 5.0, 6.0],
-    })
-    means = figures.epoch_means(log, "mse")
-    assert means["train"].to_dict() == {1: 2.0, 2: 2.0}
-    assert means["val"].to_dict() == {1: 5.0, 2: 6.0}
-    assert figures.epoch_means(log, "giou_loss") == {}
 
 
 # ----------------------------------------------------------------------------- the figures

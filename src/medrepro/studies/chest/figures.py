@@ -10,11 +10,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
-from medrepro.figures import OTHER_LABEL_COLOUR, draw_contours, save_figure, show_image
+from medrepro.figures import (
+    assign_colours, draw_box_plots, draw_contours, draw_label_overlay, draw_loss_curves, group_runs, legend_below,
+    line_entry, save_figure, show_image, split_entries,
+)
 from medrepro.studies.chest.subjects import HEART, LABEL_NAMES, LEFT_LUNG, RIGHT_LUNG
 from medrepro.studies.chest.tables import display_method
 from medrepro.tables import order_with_extras
@@ -26,7 +27,6 @@ VARIANT_STYLE = {
     "c": {"color": "#ff7f0e", "linewidth": 1.2, "marker": "^", "label": "(c) left lung base removed"},
     "d": {"color": "#9467bd", "linewidth": 1.2, "marker": "D", "label": "(d) heart part removed (right lung base if no heart)"},
 }
-SPLIT_STYLE = {"train": "-", "val": "--"}
 
 
 # ----------------------------------------------------------------------------- Fig. 2
@@ -56,19 +56,12 @@ def plot_anatomical_loss(df: pd.DataFrame, out: str | Path) -> Path:
     ax_ae.set_xticks(range(1, len(masks) + 1))
     for ax in (ax_ce, ax_ae):
         ax.grid(alpha=0.3)
-    handles, labels = ax_ae.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=9)
+    legend_below(fig, ax_ae.get_legend_handles_labels()[0], columns=2, fontsize=9)
     fig.suptitle("Local versus global loss on plausible (a) and non-plausible (b-d) masks")
     return save_figure(fig, out)
 
 
 # ----------------------------------------------------------------------------- Fig. 3
-
-
-def _label_overlay(labels: np.ndarray) -> tuple[np.ndarray, ListedColormap]:
-    """Masked label image and a colour map for ``imshow`` (background transparent)."""
-    colours = ["#000000"] + [LABEL_COLOURS.get(k, OTHER_LABEL_COLOUR) for k in range(1, int(labels.max(initial=0)) + 1)]
-    return np.ma.masked_equal(labels, 0), ListedColormap(colours)
 
 
 def draw_label_contours(ax, labels: np.ndarray, **kwargs) -> None:
@@ -77,12 +70,10 @@ def draw_label_contours(ax, labels: np.ndarray, **kwargs) -> None:
 
 
 def _show_labels(ax, labels: np.ndarray, fixed_labels: np.ndarray) -> None:
-    overlay, cmap = _label_overlay(labels)
-    ax.imshow(np.zeros_like(labels, dtype=float), cmap="gray", vmin=0, vmax=1)
-    ax.imshow(overlay, cmap=cmap, vmin=0, vmax=cmap.N - 1, alpha=0.6, interpolation="nearest")
+    """A label map filled on black, with the fixed mask's outline dashed."""
+    show_image(ax, np.zeros(np.shape(labels)))
+    draw_label_overlay(ax, labels, LABEL_COLOURS, alpha=0.6)
     draw_label_contours(ax, fixed_labels, linewidths=0.8, linestyles="dashed")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _dataset_block(subfig, example: Mapping) -> None:
@@ -125,38 +116,18 @@ def plot_registration_examples(examples: Sequence[Mapping], out: str | Path) -> 
     subfigs = np.atleast_1d(fig.subfigures(1, len(examples)))
     for subfig, example in zip(subfigs, examples):
         _dataset_block(subfig, example)
-    legend = [Line2D([], [], color=c, label=LABEL_NAMES.get(k, str(k))) for k, c in LABEL_COLOURS.items()]
-    legend.append(Line2D([], [], color="black", linestyle="dashed", label="fixed mask (on warped labels)"))
-    fig.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=9)
+    legend = [line_entry(c, LABEL_NAMES.get(k, str(k))) for k, c in LABEL_COLOURS.items()]
+    legend.append(line_entry("black", "fixed mask (on warped labels)", linestyle="dashed"))
+    legend_below(fig, legend, columns=len(legend), fontsize=9)
     return save_figure(fig, out)
 
 
 # ----------------------------------------------------------------------------- training curves
 
 
-def _smooth(values: np.ndarray, n_points: int = 50) -> np.ndarray:
-    """Running mean over about 1/n_points of the curve, so noisy batch losses stay readable."""
-    window = max(1, values.size // n_points)
-    return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()
-
-
-def _plot_curves(ax, frames: Mapping[str, Sequence[pd.DataFrame]], colours: Mapping[str, str]) -> None:
-    """Each method's curves in its colour: the first replicate seed solid, the others fainter."""
-    positive = True
-    for method, replicates in frames.items():
-        for k, frame in enumerate(replicates):
-            for split, rows in frame.groupby("split", sort=False):
-                rows = rows.sort_values("step")
-                values = rows["total"].to_numpy(dtype=float)
-                positive &= bool(np.all(values[np.isfinite(values)] > 0))
-                y = _smooth(values) if split == "train" else values
-                ax.plot(rows["step"], y, linestyle=SPLIT_STYLE.get(split, ":"), color=colours[method],
-                        alpha=1.0 if k == 0 else 0.4, linewidth=1.2 if k == 0 else 0.8,
-                        marker="o" if split != "train" and len(rows) < 30 else None, markersize=3)
-    if positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3, which="both")
+def _curve_panel(ax, runs: Mapping[str, list], colours: Mapping[str, str], title: str) -> None:
+    draw_loss_curves(ax, runs, colours, "total", per="step", ylabel="total loss")
+    ax.set_title(title)
 
 
 def plot_training_curves(curves: Mapping[tuple, pd.DataFrame], out: str | Path) -> Path:
@@ -164,43 +135,29 @@ def plot_training_curves(curves: Mapping[tuple, pd.DataFrame], out: str | Path) 
     the autoencoder (method ``"autoencoder"``) in a second row when present.
 
     Keys are ``(dataset, method)`` or ``(dataset, method, seed)``; the replicate
-    seeds of a method share its colour, the first one drawn solid. Train curves
-    are smoothed with a running mean; the y axis is logarithmic when every
-    plotted value is positive (the NCC term makes the registration loss
-    negative, in which case it stays linear).
+    seeds of a method share its colour, the first one drawn solid
+    (:func:`medrepro.figures.draw_loss_curves`: train curves smoothed, a log y
+    axis for a loss falling over decades; the NCC term makes the registration
+    loss negative, in which case it stays linear).
     """
     if not curves:
         raise ValueError("no training curves to plot")
-    grouped: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    for key, frame in curves.items():
-        grouped.setdefault((key[0], key[1]), []).append(frame)
+    grouped = group_runs(curves, by=lambda key: key[:2])
     n_seeds = max(len(frames) for frames in grouped.values())
     datasets = list(dict.fromkeys(d for d, _ in grouped))
     methods = list(dict.fromkeys(m for _, m in grouped))
-    has_autoencoder = "autoencoder" in methods
     registration_methods = [m for m in methods if m != "autoencoder"]
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"]
-    colours = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
-    n_rows = int(bool(registration_methods)) + int(has_autoencoder)
-    fig = Figure(figsize=(4.5 * len(datasets), 3.4 * n_rows), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(n_rows, len(datasets), squeeze=False))
+    rows = [(kind, names) for kind, names in (("registration", registration_methods),
+                                               ("autoencoder", [m for m in methods if m == "autoencoder"])) if names]
+    colours = assign_colours(methods)
+    fig = Figure(figsize=(4.5 * len(datasets), 3.4 * len(rows)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(rows), len(datasets), squeeze=False))
     for col, dataset in enumerate(datasets):
-        row = 0
-        if registration_methods:
-            frames = {m: grouped[(dataset, m)] for m in registration_methods if (dataset, m) in grouped}
-            _plot_curves(axes[row, col], frames, colours)
-            axes[row, col].set_title(f"{dataset}: registration")
-            row += 1
-        if has_autoencoder:
-            frames = {"autoencoder": grouped[(dataset, "autoencoder")]} if (dataset, "autoencoder") in grouped else {}
-            _plot_curves(axes[row, col], frames, colours)
-            axes[row, col].set_title(f"{dataset}: autoencoder")
-        for r in range(n_rows):
-            if col == 0:
-                axes[r, col].set_ylabel("total loss")
-    handles = [Line2D([], [], color=colours[m], label=display_method(m)) for m in methods]
-    handles += [Line2D([], [], color="black", linestyle=s, label=split) for split, s in SPLIT_STYLE.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
+        for row, (kind, names) in enumerate(rows):
+            runs = {m: grouped[(dataset, m)] for m in names if (dataset, m) in grouped}
+            _curve_panel(axes[row, col], runs, colours, f"{dataset}: {kind}")
+    handles = [line_entry(colours[m], display_method(m)) for m in methods] + split_entries()
+    legend_below(fig, handles, columns=8)
     seeds_note = f" ({n_seeds} seeds each; the first solid)" if n_seeds > 1 else ""
     fig.suptitle(f"Training curves{seeds_note}")
     return save_figure(fig, out)
@@ -222,13 +179,9 @@ def plot_dice_distributions(
     for ax, dataset in zip(axes, datasets):
         block = per_pair[per_pair["dataset"] == dataset]
         methods = order_with_extras(block["method"].unique().tolist(), methods_order)
-        values = [block.loc[block["method"] == m, "dsc"].dropna().to_numpy() for m in methods]
-        ax.boxplot(values, showfliers=False, widths=0.6)
-        for i, v in enumerate(values, start=1):
-            ax.scatter(i + jitter.uniform(-0.15, 0.15, v.size), v, s=6, alpha=0.5, color="#1f77b4", zorder=3)
-        ax.set_xticks(range(1, len(methods) + 1), [display_method(m) for m in methods], rotation=35, ha="right")
+        groups = {display_method(m): block.loc[block["method"] == m, "dsc"].to_numpy() for m in methods}
+        # The panels share their y axis: the first one's label names it for all.
+        draw_box_plots(ax, groups, "Dice (mean over classes per pair)" if ax is axes[0] else "", jitter)
         ax.set_title(f"{dataset} (n = {block[['moving', 'fixed']].drop_duplicates().shape[0]} pairs)")
-        ax.grid(alpha=0.3, axis="y")
-    axes[0].set_ylabel("Dice (mean over classes per pair)")
     fig.suptitle("Distribution of per-pair Dice")
     return save_figure(fig, out)

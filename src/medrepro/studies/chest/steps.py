@@ -361,8 +361,9 @@ def figure_examples(job: Job) -> None:
 
 def figure_training_curves(job: Job) -> None:
     from medrepro.studies.chest.figures import plot_training_curves
+    from medrepro.training.loop import read_loss_log
 
-    curves = {tuple(key.split("/")): pd.read_csv(path) for key, path in job.input.items() if "/" in key}
+    curves = {tuple(key.split("/")): read_loss_log(path) for key, path in job.input.items() if "/" in key}
     plot_training_curves(curves, job.output.png)
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from medrepro import boxes
 from medrepro.atomic import atomic_path
 from medrepro.errors import DataError
+from medrepro.io.csv_files import read_csv_file
 from medrepro.tables import require_columns
 
 EVAL_COLUMNS = [
@@ -120,13 +121,8 @@ def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
 
 def read_scores(path: str | Path) -> pd.DataFrame:
     """Read and validate a per-pair CSV; a missing or malformed file is a ``DataError`` naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "per-pair evaluation file not found; run the evaluation step first")
-    try:
-        frame = pd.read_csv(path, dtype={"pair": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(path, f"cannot be read as CSV ({error})") from error
+    frame = read_csv_file(path, "per-pair evaluation file not found; run the evaluation step first",
+                          dtype={"pair": str})
     return check_scores(frame, path)
 
 
@@ -145,18 +141,42 @@ def prior_matrices(n: int, cc_shape, mlo_shape, angle_deg: float) -> np.ndarray:
     return np.repeat(matrix.numpy(), n, axis=0).astype(np.float64)
 
 
+def register_pairs(pairs: dict, matrices: np.ndarray, part: slice = slice(None)) -> dict[str, np.ndarray]:
+    """What the pixel affines ``matrices`` (one per pair of ``pairs[part]``) make of those pairs on the MLO grid.
+
+    ``cc``: the registered CC, float64 (n, H', W'); ``mask``: the masked
+    MSE's overlap mask, where the registered CC's breast region meets the
+    MLO's, bool (n, H', W'); ``cc_box``: the CC box carried by the inverse
+    transform and rectified, (n, 4), the box the scores compare.
+    """
+    import torch
+
+    from medrepro import warp
+
+    from .networks import carry_cc_boxes
+
+    matrix = torch.from_numpy(np.asarray(matrices, dtype=np.float64))
+    cc = torch.from_numpy(np.asarray(pairs["cc"][part], dtype=np.float64)).unsqueeze(1)
+    mlo_shape = np.shape(pairs["mlo"])[-2:]
+    cc_region = torch.from_numpy(np.asarray(pairs["cc_region"][part])).unsqueeze(1)
+    mlo_region = torch.from_numpy(np.asarray(pairs["mlo_region"][part])).unsqueeze(1)
+    mask = warp.overlap_mask(cc.shape[-2:], matrix, mlo_shape, mlo_region, cc_region)
+    warped = warp.affine_warp(cc, matrix, mlo_shape)
+    cc_box = torch.from_numpy(np.asarray(pairs["cc_box"][part], dtype=np.float64))
+    return {"cc": warped[:, 0].numpy(), "mask": mask[:, 0].numpy(), "cc_box": carry_cc_boxes(matrix, cc_box).numpy()}
+
+
 def evaluate_matrices(pairs: dict, matrices: np.ndarray, batch_size: int = 16) -> pd.DataFrame:
     """Score pixel affines (N, 2, 3) on the pairs they register (arrays of :func:`.preprocess.load_pairs`).
 
     The CC box is carried onto the MLO grid by the inverse transform and
     rectified; the masked MSE is eq. 2's over the overlap of the registered
-    CC's breast region with the MLO's (the training loss's mask).
+    CC's breast region with the MLO's (the training loss's mask); both from
+    :func:`register_pairs`.
     """
     import torch
 
-    from medrepro import losses, warp
-
-    from .networks import carry_cc_boxes
+    from medrepro import losses
 
     matrices = np.asarray(matrices, dtype=np.float64)
     n = len(pairs["pair"])
@@ -167,14 +187,9 @@ def evaluate_matrices(pairs: dict, matrices: np.ndarray, batch_size: int = 16) -
     carried, mses = [], []
     for start in range(0, n, batch_size):
         part = slice(start, min(start + batch_size, n))
-        matrix = torch.from_numpy(matrices[part])
-        cc = torch.from_numpy(np.asarray(pairs["cc"][part], dtype=np.float64)).unsqueeze(1)
+        registered = register_pairs(pairs, matrices[part], part)
         mlo = torch.from_numpy(np.asarray(pairs["mlo"][part], dtype=np.float64)).unsqueeze(1)
-        cc_region = torch.from_numpy(np.asarray(pairs["cc_region"][part])).unsqueeze(1)
-        mlo_region = torch.from_numpy(np.asarray(pairs["mlo_region"][part])).unsqueeze(1)
-        mask = warp.overlap_mask(cc.shape[-2:], matrix, mlo.shape[-2:], mlo_region, cc_region)
-        warped = warp.affine_warp(cc, matrix, mlo.shape[-2:])
+        warped, mask = (torch.from_numpy(registered[name]).unsqueeze(1) for name in ("cc", "mask"))
         mses.append(losses.masked_mse(warped, mlo, mask, reduction="none").numpy())
-        cc_box = torch.from_numpy(np.asarray(pairs["cc_box"][part], dtype=np.float64))
-        carried.append(carry_cc_boxes(matrix, cc_box).numpy())
+        carried.append(registered["cc_box"])
     return score_pairs(pairs["pair"], pairs["mlo_box"], np.concatenate(carried), np.concatenate(mses))

@@ -290,11 +290,12 @@ def figure_overlap_mask(job: Job) -> None:
 
 def figure_training_curves(job: Job) -> None:
     from medrepro.studies.mammo_registration.figures import plot_training_curves
+    from medrepro.training.loop import read_loss_log
 
     logs = {}
     for name, path in job.input.items():
         method, _, seed = name.rpartition("_seed")
-        logs[(method, int(seed))] = pd.read_csv(path)
+        logs[(method, int(seed))] = read_loss_log(path)
     plot_training_curves(logs, job.output.png)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from medrepro.figures import save_figure, show_image
+from medrepro.figures import Histogram, draw_histograms, save_figure, show_image
 from medrepro.studies.chest.figures import draw_label_contours
 
 PASS_COLOUR = "#2ca02c"
@@ -36,15 +36,13 @@ def _histogram(ax, dice: np.ndarray, threshold: float) -> None:
     dice = np.asarray(dice, dtype=float)
     low = min(float(dice.min(initial=threshold)), threshold)
     edges = np.linspace(max(0.0, low - 0.01), 1.0, 51)
-    ax.hist(dice[dice <= threshold], bins=edges, color=FAIL_COLOUR, label=f"Dice <= {threshold:g}: "
-            f"{int((dice <= threshold).sum()):,} rejected")
-    ax.hist(dice[dice > threshold], bins=edges, color=PASS_COLOUR, label=f"Dice > {threshold:g}: "
-            f"{int((dice > threshold).sum()):,} kept")
+    rejected, kept = dice[dice <= threshold], dice[dice > threshold]
+    draw_histograms(ax, [
+        Histogram(f"Dice <= {threshold:g}: {rejected.size:,} rejected", rejected, FAIL_COLOUR, filled=True, alpha=1.0),
+        Histogram(f"Dice > {threshold:g}: {kept.size:,} kept", kept, PASS_COLOUR, filled=True, alpha=1.0),
+    ], edges, xlabel="RCA-predicted Dice", ylabel="Images")
     ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
-    ax.set_xlabel("RCA-predicted Dice")
-    ax.set_ylabel("Images")
     ax.legend(fontsize=8, loc="upper left")
-    ax.grid(alpha=0.3)
 
 
 def plot_rca_histogram(dice: np.ndarray, threshold: float, out: str | Path, *, title: str,

@@ -1,22 +1,14 @@
-"""Figure helpers every study uses: atomic PNG output, image panels, label contours.
-
-Figures are built on ``matplotlib.figure.Figure`` objects (no pyplot), so no
-global state or interactive backend is involved and nothing leaks between
-calls. Names and colours are always the caller's: this module knows no study.
-"""
+"""Writing a figure: the layout frozen to rounded positions, then an atomic 150-dpi PNG."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from medrepro.atomic import atomic_path
 
 DPI = 150
-OTHER_LABEL_COLOUR = "#8c564b"  # for a label the caller's colour map does not list
 LAYOUT_DECIMALS = 4  # axes positions, in figure fractions, once the layout engine has run
 
 
@@ -46,16 +38,7 @@ def save_figure(fig: Figure, out: str | Path) -> Path:
     return out
 
 
-def show_image(ax, image: np.ndarray) -> None:
-    """A grey image in [0, 1], without ticks."""
-    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def draw_contours(ax, labels: np.ndarray, colours: Mapping[int, str], **kwargs) -> None:
-    """The outline of every non-zero label, in ``colours[label]``."""
-    for label in np.unique(labels):
-        if label == 0:
-            continue
-        ax.contour(labels == label, levels=[0.5], colors=[colours.get(int(label), OTHER_LABEL_COLOUR)], **kwargs)
+def panel_height(shape: tuple[int, int], panel_width: float) -> float:
+    """Inches an image of ``shape`` (rows, columns) needs when drawn ``panel_width`` inches wide."""
+    height, width = shape[-2:]
+    return panel_width * height / width
