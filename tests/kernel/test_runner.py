@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from medrepro import steps as kernel_steps
 from medrepro.runner import Job, execute, job_from_snakemake, resolve_step
-from medrepro.studies.chest import steps as chest_steps
 
 from conftest import REPO
 
 
 def test_resolve_step_finds_the_function_and_names_what_is_wrong():
-    assert resolve_step("medrepro.studies.chest.steps:split") is chest_steps.split
+    assert resolve_step("medrepro.steps:obtain_step") is kernel_steps.obtain_step
     with pytest.raises(ValueError, match="module:function"):
-        resolve_step("medrepro.studies.chest.steps.split")
+        resolve_step("medrepro.steps.obtain_step")
     with pytest.raises(ValueError, match="has no function 'nope'"):
-        resolve_step("medrepro.studies.chest.steps:nope")
+        resolve_step("medrepro.steps:nope")
     with pytest.raises(ModuleNotFoundError):
         resolve_step("medrepro.studies.nowhere:split")
 
