@@ -21,8 +21,8 @@ from medrepro.studies.chest.tables import (
     registration_table,
     render_latex,
     render_markdown,
-    write_registration_table,
 )
+from medrepro.tables import write_table
 
 METHOD_IDS = ["acregnet", "aeregnet", "ceregnet", "regnet", "simpleelastix", "unregistered"]
 
@@ -142,7 +142,8 @@ def test_latex_compiles(table, tmp_path):
 
 
 def test_write_registration_table(table, tmp_path):
-    write_registration_table(table, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
+    write_table(table, tmp_path / "t1.csv", FLOAT_FORMAT,
+                [(tmp_path / "t1.md", render_markdown), (tmp_path / "t1.tex", render_latex)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.csv", "t1.md", "t1.tex"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t1.csv"), table)
     assert (tmp_path / "t1.csv").read_text().splitlines()[1] == table.iloc[:1].to_csv(

@@ -25,7 +25,6 @@ from medrepro.studies.mammo_registration.tables import (
     render_latex,
     render_markdown,
     wilcoxon_table,
-    write_tables,
 )
 from medrepro.tables import write_table
 
@@ -291,7 +290,8 @@ def test_renderings_name_every_method_and_the_paper_rate(tmp_path):
     assert "%" not in latex.replace(r"\%", "")  # every percent sign escaped
     missing = render_markdown(table[table["method"] != "masked_mse_giou"])
     assert "66.7%" in missing and "not in this table" in missing
-    write_tables(table, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex")
+    write_table(table, tmp_path / "t.csv", renderings=[(tmp_path / "t.md", render_markdown),
+                                                       (tmp_path / "t.tex", render_latex)])
     write_table(wilcoxon_table(long_scores(frames)), tmp_path / "w.csv")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), table, check_dtype=False, check_exact=True)
     assert (tmp_path / "t.md").read_text() == markdown and (tmp_path / "t.tex").read_text() == latex

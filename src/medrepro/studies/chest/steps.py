@@ -250,7 +250,8 @@ def _per_pair(job: Job) -> pd.DataFrame:
 
 def registration_table(job: Job) -> None:
     from medrepro.scores import cell_lineage
-    from medrepro.studies.chest.tables import registration_table as build, write_registration_table
+    from medrepro.studies.chest.tables import FLOAT_FORMAT, registration_table as build, render_latex, render_markdown
+    from medrepro.tables import write_table
 
     per_pair = _per_pair(job)
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
@@ -258,7 +259,8 @@ def registration_table(job: Job) -> None:
     required = table.drop(columns=[c for c in table.columns if c.endswith("_seed_sd")]).select_dtypes("number")
     if not np.isfinite(required.to_numpy(dtype=float)).all():
         raise ValueError("Table 1 has non-finite cells; see the per-pair scores")
-    write_registration_table(table, job.output.csv, job.output.markdown, job.output.latex)
+    write_table(table, job.output.csv, FLOAT_FORMAT,
+                [(job.output.markdown, render_markdown), (job.output.latex, render_latex)])
     job.cells = cell_lineage(table, ["dataset", "method"], per_pair)
 
 

@@ -22,7 +22,6 @@ the Markdown and LaTeX renderings show the paper's names
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -31,9 +30,7 @@ import pandas as pd
 from medrepro.errors import DataError
 from medrepro.scores import check_long
 from medrepro.studies.chest.evaluation import METRICS
-from medrepro.tables import (
-    format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns, write_table,
-)
+from medrepro.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
 
 # The study's CSV tables (Table 1, the Wilcoxon tests, the claims, Sec. 5.3): six significant digits.
 FLOAT_FORMAT = "%.6g"
@@ -176,13 +173,3 @@ def render_latex(table: pd.DataFrame, label: str = "tab:registration") -> str:
             body.append(r"\midrule")
         body.append(latex_row([latex_escape(dataset_cell), latex_escape(method), *cells, str(n_pairs)]))
     return latex_float("llrrrr", ["Dataset", "Method", "DSC", "HD", "ASSD", "Pairs"], body, table_caption(table), label)
-
-
-def write_registration_table(
-    table: pd.DataFrame,
-    csv_path: str | Path | None = None,
-    markdown_path: str | Path | None = None,
-    latex_path: str | Path | None = None,
-) -> None:
-    """Write the CSV and the two renderings, each atomically; skipped paths are None."""
-    write_table(table, csv_path, FLOAT_FORMAT, [(markdown_path, render_markdown), (latex_path, render_latex)])

@@ -225,14 +225,17 @@ def _long_scores(job: Job) -> pd.DataFrame:
 
 def registration_table(job: Job) -> None:
     from medrepro.scores import cell_lineage
-    from medrepro.studies.mammo_registration.tables import METHOD_ORDER, registration_table as build, write_tables
+    from medrepro.studies.mammo_registration.tables import (
+        METHOD_ORDER, registration_table as build, render_latex, render_markdown)
+    from medrepro.tables import write_table
 
     scores = _long_scores(job)
     table = build(scores, METHOD_ORDER)
     required = table.drop(columns=["overlap_rate_seed_sd"]).select_dtypes("number")
     if not np.isfinite(required.to_numpy(dtype=float)).all():
         raise ValueError("the registration table has non-finite cells; see the per-pair files")
-    write_tables(table, job.output.csv, job.output.markdown, job.output.latex)
+    write_table(table, job.output.csv, renderings=[(job.output.markdown, render_markdown),
+                                                   (job.output.latex, render_latex)])
     job.cells = cell_lineage(table, ["method"], scores)
 
 

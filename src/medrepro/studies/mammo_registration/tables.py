@@ -21,7 +21,6 @@ seeds contributes each pair's mean over its seeds. The CSVs keep every digit.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,7 +30,7 @@ from medrepro.errors import DataError
 from medrepro.scores import SOURCE, check_long
 from medrepro.stats import RESULT_COLUMNS, paired_wilcoxon
 from medrepro.studies.mammo_registration.evaluation import SCORE_COLUMNS, check_scores
-from medrepro.tables import latex_escape, latex_float, latex_row, order_with_extras, write_table
+from medrepro.tables import latex_escape, latex_float, latex_row, order_with_extras
 
 PAPER_OVERLAP_RATE = 0.667
 PAPER_METHOD = "masked_mse_giou"
@@ -199,13 +198,3 @@ def render_latex(table: pd.DataFrame, label: str = "tab:mammo_registration",
         fields = [display_method(record["method"]), *_cells(record)]
         body.append(latex_row([latex_escape(f) for f in fields]))
     return latex_float("l" + "r" * (len(_HEADER) - 1), _HEADER, body, table_caption(table, paper_method), label)
-
-
-def write_tables(
-    table: pd.DataFrame,
-    csv_path: str | Path | None = None,
-    markdown_path: str | Path | None = None,
-    latex_path: str | Path | None = None,
-) -> None:
-    """Write the table's CSV and renderings, each atomically; None paths are skipped."""
-    write_table(table, csv_path, renderings=[(markdown_path, render_markdown), (latex_path, render_latex)])
