@@ -7,7 +7,6 @@ reads its inputs, calls the study's library, and writes its outputs atomically.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

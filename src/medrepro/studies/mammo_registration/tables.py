@@ -102,7 +102,7 @@ def _by_seed(frame: pd.DataFrame, source):
 
 
 def _method_row(method: str, frame: pd.DataFrame) -> dict:
-    by_seed = _by_seed(frame, frame[SOURCE].iloc[0])
+    by_seed = _by_seed(frame, frame[SOURCE].iloc[0] if SOURCE in frame else _source(None, method))
     row = {"method": method, "n_pairs": int(by_seed.size().iloc[0])}
     seed_overlap_rates = None
     for column, values, reducer in _STATISTICS:
