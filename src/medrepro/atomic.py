@@ -79,8 +79,11 @@ def write_json(target: str | Path, obj, indent: int = 2) -> None:
     write_text(target, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
 
 
-def write_csv(target: str | Path, frame, **to_csv) -> None:
-    """A pandas DataFrame as CSV, atomically (``to_csv`` options passed through; no index by default)."""
-    to_csv.setdefault("index", False)
+def write_csv(target: str | Path, frame, float_format: str | None = None) -> None:
+    """A pandas DataFrame as CSV without its index, atomically: every CSV of the workflow is written here.
+
+    ``float_format`` (``"%.6g"``) is the study's number format; None writes
+    each float in full (the shortest text that reads back to the same value).
+    """
     with atomic_path(target) as tmp:
-        frame.to_csv(tmp, **to_csv)
+        frame.to_csv(tmp, index=False, float_format=float_format)

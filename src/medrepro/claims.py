@@ -22,21 +22,29 @@ and judges each claim over all of them (:func:`judge_claim`):
 
 The verdict asks for both criteria on purpose: the seeds carry the training
 variability, the test cases the data variability.
+
+The values are the long format of :mod:`medrepro.scores`; a claim about one
+group (a dataset) names it in ``Claim.where``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from medrepro.atomic import write_csv
 from medrepro.errors import DataError
+from medrepro.scores import SOURCE, cell_lineage, check_long
 from medrepro.tables import require_columns
 
 CLAIM_COLUMNS = ["study", "claim", "metric", "holds_in_seeds", "n_seeds", "p_value", "verdict"]
+CLAIM_KEYS = ["study", "claim", "metric"]
+# The gathered claims.csv: six significant digits.
+FLOAT_FORMAT = "%.6g"
 VERDICTS = ("holds", "contradicted", "inconclusive")
 ALPHA = 0.05
 
@@ -53,7 +61,8 @@ class Claim:
     """``order[0]`` scores better than ``order[1]``, which scores better than ``order[2]``, ...
 
     ``higher_is_better`` says what "better" means for ``metric`` (True for Dice,
-    False for distances). ``label`` names the claim in the table.
+    False for distances). ``label`` names the claim in the table. ``where``
+    restricts it to the values of one group (``{"dataset": "JSRT"}``).
     """
 
     study: str
@@ -61,6 +70,7 @@ class Claim:
     metric: str
     order: tuple[str, ...]
     higher_is_better: bool
+    where: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         if len(self.order) < 2 or len(set(self.order)) != len(self.order):
@@ -80,9 +90,36 @@ def one_sided_wilcoxon(differences: np.ndarray) -> float:
     return float(wilcoxon(differences, zero_method="wilcox", alternative="greater").pvalue)
 
 
+def metric_claims(study: str, orders: Sequence[tuple[str, ...]], directions: Mapping[str, bool],
+                  methods: Sequence[str], where: Mapping[str, object] | None = None,
+                  label_prefix: str = "") -> list[Claim]:
+    """A claim per order whose methods all ran, on each metric (``directions``: metric -> higher is better).
+
+    Labels are ``label_prefix`` and the order joined by `` > ``.
+    """
+    present = set(methods)
+    return [
+        Claim(study=study, label=label_prefix + " > ".join(order), metric=metric, order=tuple(order),
+              higher_is_better=higher, where=dict(where or {}))
+        for order in orders if present.issuperset(order)
+        for metric, higher in directions.items()
+    ]
+
+
+def _selected(values: pd.DataFrame, where: Mapping[str, object], source) -> tuple[pd.DataFrame, object]:
+    """The values of the claim's group, and the source named in errors (with the group)."""
+    if not where:
+        return values, source
+    require_columns(values, tuple(where), source)
+    for column, value in where.items():
+        values = values[values[column] == value]
+    group = ", ".join(f"{column} = {value}" for column, value in where.items())
+    return values, f"{source} ({group})" if source is not None else group
+
+
 def _seed_table(values: pd.DataFrame, metric: str, methods: Sequence[str], source) -> pd.DataFrame:
     """Per (seed, case) one column per method; seedless methods are repeated for every seed."""
-    require_columns(values, ("method", "seed", "case", metric), source)
+    check_long(values, (metric,), source=source)
     missing = [m for m in methods if m not in set(values["method"])]
     if missing:
         raise DataError(source, f"no scores for method(s) {missing}")
@@ -95,8 +132,6 @@ def _seed_table(values: pd.DataFrame, metric: str, methods: Sequence[str], sourc
         if rows["seed"].isna().all():  # trained once or not at all: the same values in every seed
             rows = pd.concat([rows.assign(seed=s) for s in seeds], ignore_index=True)
         rows = rows.astype({"seed": int})
-        if rows.duplicated(["seed", "case"]).any():
-            raise DataError(source, f"method {method!r} has more than one {metric} value for a (seed, case)")
         columns[method] = rows.set_index(["seed", "case"])[metric].astype(float)
     table = pd.DataFrame(columns)
     return table.loc[table.index.get_level_values("seed").isin(seeds)]
@@ -109,6 +144,7 @@ def judge_claim(claim: Claim, values: pd.DataFrame, alpha: float = ALPHA, source
     ``seed`` is NaN (None) for methods that were not trained per seed. Cases
     missing for any method of the claim are left out.
     """
+    values, source = _selected(values, claim.where, source)
     table = _seed_table(values, claim.metric, claim.order, source).dropna()
     sign = 1.0 if claim.higher_is_better else -1.0
     seed_means = table.groupby(level="seed").mean()
@@ -136,6 +172,11 @@ def judge_claims(claims: Sequence[Claim], values: pd.DataFrame, alpha: float = A
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
+def claims_lineage(claims: Sequence[Claim], table: pd.DataFrame, values: pd.DataFrame) -> dict:
+    """``job.cells`` of ``judge_claims(claims, values)``: each claim traced to the files of its methods' values."""
+    return cell_lineage(table, CLAIM_KEYS, values, [{**claim.where, "method": claim.order} for claim in claims])
+
+
 def combine_claim_tables(tables: Sequence[pd.DataFrame], source=None) -> pd.DataFrame:
     """The studies' claim tables as one, checked for the shared columns and verdict words."""
     frames = []
@@ -150,12 +191,8 @@ def combine_claim_tables(tables: Sequence[pd.DataFrame], source=None) -> pd.Data
 
 def claims_table_step(job) -> None:
     """Rule ``claims``: the enabled studies' claim files (inputs named by study) as one table."""
-    from medrepro.atomic import atomic_path
-
-    studies = {name: path for name, path in job.input.items() if not name.startswith("_")}
-    tables = [pd.read_csv(path) for path in studies.values()]
-    table = combine_claim_tables(tables, source=", ".join(map(str, studies.values())))
-    with atomic_path(job.output.csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    job.cells = {"key_columns": ["study", "claim", "metric"],
-                 "rows": {f"{r.study}/{r.claim}/{r.metric}": [studies[r.study]] for r in table.itertuples()}}
+    paths = [path for name, path in job.input.items() if not name.startswith("_")]
+    tables = [pd.read_csv(path).assign(**{SOURCE: str(path)}) for path in paths]
+    table = combine_claim_tables(tables, source=", ".join(map(str, paths)))
+    write_csv(job.output.csv, table, FLOAT_FORMAT)
+    job.cells = cell_lineage(table, CLAIM_KEYS, pd.concat(tables, ignore_index=True) if tables else table)

@@ -1,44 +1,43 @@
-"""Paired Wilcoxon signed-rank tests between registration methods.
+"""Paired Wilcoxon signed-rank tests between methods, on scores in the long format (:mod:`medrepro.scores`).
 
-For every dataset, metric and unordered pair of methods, the per-pair values
-(the class mean of each test pair) of the two methods are matched on
-(moving, fixed) and tested with ``scipy.stats.wilcoxon`` (two-sided,
-``zero_method="wilcox"``: pairs with a zero difference are dropped before
-ranking, as in the classical test). Pairs where either value is NaN are left
-out of ``n_pairs``.
+For every group (e.g. dataset), metric and unordered pair of methods, each
+case's value is first averaged over the seeds (a method run once keeps its
+own), the two methods are matched on the case and tested with
+``scipy.stats.wilcoxon`` (two-sided, ``zero_method="wilcox"``: cases with a
+zero difference are dropped before ranking, as in the classical test). Cases
+where either value is NaN are left out of ``n_pairs``.
 
 Degenerate cases are answered without calling scipy:
 
-* no matched pair -> statistic and p-value NaN;
+* no matched case -> statistic and p-value NaN;
 * every difference exactly zero -> statistic 0.0 and p = 1.0 (the two methods
   are indistinguishable on these data; scipy would warn and divide by zero).
 
-Bonferroni correction is applied within each (dataset, metric) over the
+Bonferroni correction is applied within each (group, metric) over the
 number of method pairs tested there, ``p_bonferroni = min(1, p * m)``.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from medrepro.errors import DataError
-from medrepro.tables import require_columns
+from medrepro.scores import cell_lineage, check_long, seed_means
 
 RESULT_COLUMNS = [
-    "dataset", "metric", "method_a", "method_b", "n_pairs", "median_diff",
-    "statistic", "p_value", "p_bonferroni", "n_comparisons",
+    "metric", "method_a", "method_b", "n_pairs", "median_diff", "statistic", "p_value", "p_bonferroni",
+    "n_comparisons",
 ]
 
 
 def paired_differences(values: pd.DataFrame, method_a: str, method_b: str) -> np.ndarray:
-    """a - b over the pairs where both methods have a finite value.
+    """a - b over the cases where both methods have a finite value.
 
-    ``values`` is indexed by (moving, fixed) with one column per method.
+    ``values`` is indexed by case with one column per method.
     """
     both = values[[method_a, method_b]].dropna()
     return (both[method_a] - both[method_b]).to_numpy(dtype=np.float64)
@@ -61,38 +60,55 @@ def _method_order(methods_present: Sequence[str], methods_order: Sequence[str] |
     return listed + [m for m in methods_present if m not in set(listed)]
 
 
+def _groups(means: pd.DataFrame, groups: Sequence[str]) -> Iterator[tuple[dict, pd.DataFrame]]:
+    """(the group's column values, its rows), groups in order of appearance."""
+    if not groups:
+        yield {}, means
+        return
+    for key, block in means.groupby(list(groups), sort=False):
+        yield dict(zip(groups, key)), block
+
+
+def _test(values: pd.DataFrame, method_a: str, method_b: str, n_comparisons: int) -> dict:
+    differences = paired_differences(values, method_a, method_b)
+    statistic, p_value = signed_rank_test(differences)
+    return {
+        "method_a": method_a, "method_b": method_b, "n_pairs": int(differences.size),
+        "median_diff": float(np.median(differences)) if differences.size else float("nan"),
+        "statistic": statistic, "p_value": p_value,
+        "p_bonferroni": min(1.0, p_value * n_comparisons) if np.isfinite(p_value) else float("nan"),
+        "n_comparisons": n_comparisons,
+    }
+
+
 def paired_wilcoxon(
-    per_pair: pd.DataFrame,
-    metrics: Sequence[str] = ("dsc", "hd", "assd"),
+    values: pd.DataFrame,
+    metrics: Sequence[str],
+    groups: Sequence[str] = (),
     methods_order: Sequence[str] | None = None,
     source=None,
 ) -> pd.DataFrame:
-    """Wilcoxon signed-rank tests between every two methods, per dataset and metric.
+    """Wilcoxon signed-rank tests between every two methods, per group and metric.
 
-    ``per_pair`` has one row per (dataset, method, moving, fixed) with the
-    metric columns. ``method_a`` precedes ``method_b`` in ``methods_order``
-    (or order of appearance); ``median_diff`` is the median of a - b.
+    ``values`` is the long format: one row per (groups, method, seed, case)
+    with the ``metrics`` columns. The result has the ``groups`` columns, then
+    :data:`RESULT_COLUMNS`; ``method_a`` precedes ``method_b`` in
+    ``methods_order`` (then order of appearance), ``median_diff`` is the
+    median of a - b.
     """
-    require_columns(per_pair, ("dataset", "method", "moving", "fixed", *metrics), source)
-    duplicated = per_pair.duplicated(["dataset", "method", "moving", "fixed"])
-    if duplicated.any():
-        first = per_pair.loc[duplicated, ["dataset", "method", "moving", "fixed"]].iloc[0].tolist()
-        raise DataError(source, f"more than one row for (dataset, method, moving, fixed) = {first}")
+    check_long(values, metrics, groups, source)
     rows = []
-    for dataset, block in per_pair.groupby("dataset", sort=False):
+    for group, block in _groups(seed_means(values, metrics, groups), groups):
         methods = _method_order(block["method"].unique().tolist(), methods_order)
         comparisons = list(itertools.combinations(methods, 2))
         for metric in metrics:
-            values = block.pivot(index=["moving", "fixed"], columns="method", values=metric)
-            for method_a, method_b in comparisons:
-                differences = paired_differences(values, method_a, method_b)
-                statistic, p_value = signed_rank_test(differences)
-                rows.append({
-                    "dataset": dataset, "metric": metric, "method_a": method_a, "method_b": method_b,
-                    "n_pairs": int(differences.size),
-                    "median_diff": float(np.median(differences)) if differences.size else float("nan"),
-                    "statistic": statistic, "p_value": p_value,
-                    "p_bonferroni": min(1.0, p_value * len(comparisons)) if np.isfinite(p_value) else float("nan"),
-                    "n_comparisons": len(comparisons),
-                })
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+            by_case = block.pivot(index="case", columns="method", values=metric)
+            rows += [{**group, "metric": metric, **_test(by_case, a, b, len(comparisons))} for a, b in comparisons]
+    return pd.DataFrame(rows, columns=[*groups, *RESULT_COLUMNS])
+
+
+def wilcoxon_lineage(tests: pd.DataFrame, values: pd.DataFrame, groups: Sequence[str] = ()) -> dict:
+    """``job.cells`` of a :func:`paired_wilcoxon` table: each test traced to the files of its two methods' values."""
+    selections = [{**{g: row[g] for g in groups}, "method": (row["method_a"], row["method_b"])}
+                  for row in tests.to_dict("records")]
+    return cell_lineage(tests, [*groups, "metric", "method_a", "method_b"], values, selections)

@@ -1,12 +1,14 @@
-"""Table helpers every study uses: required columns, row order, number formatting, LaTeX escaping."""
+"""Table helpers every study uses: required columns, row order, number formatting, LaTeX escaping, writing."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from medrepro.atomic import write_csv, write_text
 from medrepro.errors import DataError
 
 
@@ -66,3 +68,21 @@ def latex_float(column_spec: str, header: Sequence[str], body: Sequence[str], ca
         r"\end{table}",
     ]
     return "\n".join(lines) + "\n"
+
+
+Rendering = tuple[str | Path | None, Callable[[pd.DataFrame], str]]
+
+
+def write_table(table: pd.DataFrame, csv_path: str | Path | None, float_format: str | None = None,
+                renderings: Sequence[Rendering] = ()) -> None:
+    """A table as CSV (``float_format`` as in :func:`medrepro.atomic.write_csv`) and as each rendering.
+
+    ``renderings`` pairs a path with the function that renders the table as
+    text there (Markdown, LaTeX). Each file is written atomically; a None
+    path is skipped.
+    """
+    if csv_path is not None:
+        write_csv(csv_path, table, float_format)
+    for path, render in renderings:
+        if path is not None:
+            write_text(path, render(table))

@@ -1,6 +1,8 @@
-"""Claims judged over seed replicates: seeds, the one-sided test, verdicts, chains, the combined table."""
+"""Claims judged over seed replicates: the one-sided test, verdicts, chains, groups, lineage, the combined table."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -8,9 +10,11 @@ import pytest
 from scipy.stats import wilcoxon
 
 from medrepro.claims import (
-    CLAIM_COLUMNS, Claim, combine_claim_tables, judge_claim, judge_claims, one_sided_wilcoxon, replicate_seeds,
+    CLAIM_COLUMNS, Claim, claims_lineage, claims_table_step, combine_claim_tables, judge_claim, judge_claims,
+    metric_claims, one_sided_wilcoxon, replicate_seeds,
 )
 from medrepro.errors import DataError
+from medrepro.runner import Job, _Namespace
 
 
 def values_frame(per_method: dict[str, np.ndarray | list], seeded: set[str]) -> pd.DataFrame:
@@ -134,3 +138,55 @@ def test_combined_table_keeps_columns_and_rejects_unknown_verdicts():
     assert list(both.columns) == CLAIM_COLUMNS and len(both) == 4
     with pytest.raises(DataError, match="unknown verdict"):
         combine_claim_tables([table.assign(verdict="maybe")], source="claims.csv")
+
+
+def test_metric_claims_keep_orders_whose_methods_ran_on_every_metric():
+    claims = metric_claims("s", [("A", "B"), ("A", "C"), ("B", "A")], {"dsc": True, "hd": False}, ["A", "B"],
+                           where={"dataset": "X"}, label_prefix="X: ")
+    assert [(c.label, c.metric, c.higher_is_better) for c in claims] == [
+        ("X: A > B", "dsc", True), ("X: A > B", "hd", False), ("X: B > A", "dsc", True), ("X: B > A", "hd", False)]
+    assert all(c.study == "s" and c.where == {"dataset": "X"} for c in claims)
+    assert metric_claims("s", [("A", "B")], {"dsc": True}, ["A"]) == []
+
+
+def test_a_claim_about_one_group_is_judged_on_that_group_only():
+    rng = np.random.default_rng(8)
+    b = rng.uniform(0.7, 0.8, 20)
+    better = values_frame({"A": b + 0.1 + rng.normal(0, 0.01, (2, 20)), "B": b}, seeded={"A"})
+    worse = values_frame({"A": b - 0.1 + rng.normal(0, 0.01, (2, 20)), "B": b}, seeded={"A"})
+    frame = pd.concat([better.assign(dataset="X"), worse.assign(dataset="Y")], ignore_index=True)
+    on_x = Claim(study="s", label="X: A > B", metric="dsc", order=("A", "B"), higher_is_better=True,
+                 where={"dataset": "X"})
+    on_y = dataclasses.replace(on_x, label="Y: A > B", where={"dataset": "Y"})
+    assert judge_claim(on_x, frame) == judge_claim(dataclasses.replace(on_x, where={}), better)
+    assert judge_claim(on_y, frame)["verdict"] == "contradicted"
+    with pytest.raises(DataError, match=r"scores\.csv \(dataset = Z\).*no scores"):
+        judge_claim(dataclasses.replace(on_x, where={"dataset": "Z"}), frame, source="scores.csv")
+    with pytest.raises(DataError, match="missing column.*'dataset'"):
+        judge_claim(on_x, better)
+
+
+def test_claims_lineage_traces_each_claim_to_its_methods_files():
+    rng = np.random.default_rng(9)
+    b = rng.uniform(0.7, 0.8, 10)
+    frame = values_frame({"A": b + rng.normal(0, 0.01, (2, 10)), "B": b, "C": b}, seeded={"A"})
+    frame["source"] = [f"{m}{'' if np.isnan(s) else int(s)}.csv" for m, s in zip(frame["method"], frame["seed"])]
+    claims = [claim("A", "B"), claim("C", "B")]
+    cells = claims_lineage(claims, judge_claims(claims, frame), frame)
+    assert cells == {"key_columns": ["study", "claim", "metric"],
+                     "rows": {"s/A > B/dsc": ["A10.csv", "A11.csv", "B.csv"], "s/C > B/dsc": ["B.csv", "C.csv"]}}
+
+
+def test_the_claims_rule_gathers_every_studys_file_and_traces_rows_to_it(tmp_path):
+    rng = np.random.default_rng(10)
+    b = rng.uniform(0.7, 0.8, 10)
+    table = judge_claims([claim("A", "B")], values_frame({"A": b + 0.1 + rng.normal(0, 0.01, (2, 10)), "B": b},
+                                                         seeded={"A"}))
+    table.to_csv(tmp_path / "s.csv", index=False)
+    table.assign(study="t", p_value=1 / 3).to_csv(tmp_path / "t.csv", index=False)
+    job = Job(rule="claims", input=_Namespace(s=str(tmp_path / "s.csv"), t=str(tmp_path / "t.csv")),
+              output=_Namespace(csv=str(tmp_path / "claims.csv")), params=_Namespace())
+    claims_table_step(job)
+    assert (tmp_path / "claims.csv").read_text().splitlines()[2].split(",")[5] == "0.333333"  # six digits
+    assert job.cells == {"key_columns": ["study", "claim", "metric"],
+                         "rows": {"s/A > B/dsc": [str(tmp_path / "s.csv")], "t/A > B/dsc": [str(tmp_path / "t.csv")]}}

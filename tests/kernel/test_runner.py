@@ -5,17 +5,17 @@ from pathlib import Path
 
 import pytest
 
+from medrepro import steps as kernel_steps
 from medrepro.runner import Job, execute, job_from_snakemake, resolve_step
-from medrepro import claims
 
 
 
 def test_resolve_step_finds_the_function_and_names_what_is_wrong():
-    assert resolve_step("medrepro.claims:claims_table_step") is claims.claims_table_step
+    assert resolve_step("medrepro.steps:obtain_step") is kernel_steps.obtain_step
     with pytest.raises(ValueError, match="module:function"):
-        resolve_step("medrepro.claims.claims_table_step")
+        resolve_step("medrepro.steps.obtain_step")
     with pytest.raises(ValueError, match="has no function 'nope'"):
-        resolve_step("medrepro.claims:nope")
+        resolve_step("medrepro.steps:nope")
     with pytest.raises(ModuleNotFoundError):
         resolve_step("medrepro.nowhere:split")
 

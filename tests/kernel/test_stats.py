@@ -1,4 +1,4 @@
-"""Paired Wilcoxon tests with Bonferroni correction."""
+"""Paired Wilcoxon tests with Bonferroni correction, on scores in the long format."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import pytest
 from scipy.stats import wilcoxon
 
 from medrepro.errors import DataError
-from medrepro.stats import RESULT_COLUMNS, paired_wilcoxon, signed_rank_test
+from medrepro.stats import RESULT_COLUMNS, paired_wilcoxon, signed_rank_test, wilcoxon_lineage
 
 
 def make_per_pair(values: dict[str, list[float]], dataset: str = "JSRT", metric: str = "dsc") -> pd.DataFrame:
+    """The long format: one row per (method, case), every method run once (seed NaN)."""
     rows = []
     for method, column in values.items():
         for i, value in enumerate(column):
-            rows.append({"dataset": dataset, "method": method, "moving": f"m{i}", "fixed": f"f{i}", metric: value})
+            rows.append({"dataset": dataset, "method": method, "seed": np.nan, "case": f"m{i}|f{i}", metric: value,
+                         "source": f"{method}.csv"})
     return pd.DataFrame(rows)
 
 
@@ -25,7 +27,7 @@ def test_matches_direct_scipy_call():
     b = a - rng.normal(0.01, 0.01, 30)
     c = rng.normal(0.85, 0.05, 30)
     table = paired_wilcoxon(make_per_pair({"A": a, "B": b, "C": c}), metrics=("dsc",))
-    assert list(table.columns) == RESULT_COLUMNS
+    assert list(table.columns) == RESULT_COLUMNS and RESULT_COLUMNS[0] == "metric"  # no group asked for
     assert list(zip(table.method_a, table.method_b)) == [("A", "B"), ("A", "C"), ("B", "C")]
     for row in table.itertuples():
         x = {"A": a, "B": b, "C": c}[row.method_a]
@@ -77,7 +79,7 @@ def test_bonferroni_is_capped_at_one_and_counts_pairs_per_dataset_metric():
     np.testing.assert_allclose(table.p_bonferroni, np.minimum(1.0, 6 * table.p_value))
 
 
-def test_pairs_are_matched_on_moving_fixed_and_nan_dropped():
+def test_pairs_are_matched_on_the_case_and_nan_dropped():
     a = make_per_pair({"A": [1.0, 2.0, 3.0, np.nan, 5.0, 6.0]})
     b = make_per_pair({"B": [0.0, 0.5, 1.0, 1.0, 2.0, 9.0]}).iloc[::-1]  # shuffled rows
     row = paired_wilcoxon(pd.concat([a, b]), metrics=("dsc",)).iloc[0]
@@ -93,7 +95,9 @@ def test_datasets_and_metrics_are_separate_families():
         frame = make_per_pair({m: rng.normal(0, 1, 10) for m in "ABC"}, dataset=dataset)
         frame["hd"] = rng.normal(10, 1, len(frame))
         frames.append(frame)
-    table = paired_wilcoxon(pd.concat(frames), metrics=("dsc", "hd"), methods_order=["C", "B", "A"])
+    table = paired_wilcoxon(pd.concat(frames), metrics=("dsc", "hd"), groups=("dataset",),
+                            methods_order=["C", "B", "A"])
+    assert list(table.columns) == ["dataset", *RESULT_COLUMNS]
     assert len(table) == 2 * 2 * 3
     assert table.groupby(["dataset", "metric"]).size().eq(3).all()
     assert list(table.method_a[:3]) == ["C", "C", "B"]
@@ -102,6 +106,54 @@ def test_datasets_and_metrics_are_separate_families():
 def test_missing_column_and_duplicates_raise_data_error():
     with pytest.raises(DataError, match="pairs.csv.*assd"):
         paired_wilcoxon(make_per_pair({"A": [1.0]}), metrics=("dsc", "assd"), source="pairs.csv")
+    with pytest.raises(DataError, match="pairs.csv.*group"):
+        paired_wilcoxon(make_per_pair({"A": [1.0]}), metrics=("dsc",), groups=("group",), source="pairs.csv")
     twice = pd.concat([make_per_pair({"A": [1.0]}), make_per_pair({"A": [2.0]})])
     with pytest.raises(DataError, match="more than one row"):
         paired_wilcoxon(twice, metrics=("dsc",))
+
+
+def test_the_metrics_are_named_by_the_caller():
+    with pytest.raises(TypeError, match="metrics"):
+        paired_wilcoxon(make_per_pair({"A": [1.0], "B": [2.0]}))  # no default metric
+
+
+def test_each_case_is_first_averaged_over_the_seeds():
+    rng = np.random.default_rng(3)
+    baseline = rng.uniform(0, 1, 12)
+    seeded = rng.uniform(0, 1, (3, 12))
+    frames = [make_per_pair({"B": baseline})]
+    for seed, values in enumerate(seeded):
+        frames.append(make_per_pair({"A": values}).assign(seed=seed))
+    row = paired_wilcoxon(pd.concat(frames), metrics=("dsc",), methods_order=["A", "B"]).iloc[0]
+    expected = wilcoxon(seeded.mean(axis=0), baseline, zero_method="wilcox")
+    assert row.n_pairs == 12 and row.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    assert row.statistic == pytest.approx(expected.statistic)
+
+
+def test_tied_differences_match_scipy():
+    a = [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    b = [2.0, 3.0, 4.0, 4.0, 9.0, 7.0, 7.0, 7.5]  # |differences| 1, 1, 1, 2, 2, 1, 2, 2.5: tied ranks
+    row = paired_wilcoxon(make_per_pair({"A": a, "B": b}), metrics=("dsc",)).iloc[0]
+    expected = wilcoxon(a, b, zero_method="wilcox")
+    assert row.statistic == pytest.approx(expected.statistic)
+    assert row.p_value == pytest.approx(expected.pvalue, rel=1e-12)
+    assert row.median_diff == pytest.approx(np.median(np.subtract(a, b)))
+
+
+def test_a_single_pair():
+    row = paired_wilcoxon(make_per_pair({"A": [0.9], "B": [0.8]}), metrics=("dsc",)).iloc[0]
+    expected = wilcoxon([0.9], [0.8], zero_method="wilcox")
+    assert row.n_pairs == 1 and row.median_diff == pytest.approx(0.1)
+    assert row.statistic == pytest.approx(expected.statistic) and row.p_value == pytest.approx(expected.pvalue)
+    nothing = paired_wilcoxon(make_per_pair({"A": [0.9], "B": [np.nan]}), metrics=("dsc",)).iloc[0]
+    assert nothing.n_pairs == 0 and np.isnan(nothing.p_value) and np.isnan(nothing.p_bonferroni)
+
+
+def test_lineage_traces_each_test_to_both_methods_files():
+    values = pd.concat([make_per_pair({m: [1.0, 2.0, 3.0] for m in "ABC"}, dataset=d) for d in ("X", "Y")])
+    values["source"] = values["dataset"] + "/" + values["method"] + ".csv"
+    tests = paired_wilcoxon(values, metrics=("dsc",), groups=("dataset",))
+    cells = wilcoxon_lineage(tests, values, groups=("dataset",))
+    assert cells["key_columns"] == ["dataset", "metric", "method_a", "method_b"]
+    assert len(cells["rows"]) == 6 and cells["rows"]["Y/dsc/A/C"] == ["Y/A.csv", "Y/C.csv"]

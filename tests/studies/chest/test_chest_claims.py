@@ -18,6 +18,7 @@ def test_every_claim_of_the_paper_is_tested_on_every_metric():
     directions = {(c.metric, c.higher_is_better) for c in claims}
     assert directions == {("dsc", True), ("hd", False), ("assd", False)}
     assert all(c.label.startswith("JSRT: ") and c.study == "chest" for c in claims)
+    assert all(c.where == {"dataset": "JSRT"} for c in claims)  # judged on JSRT's pairs only
 
 
 def test_claims_naming_a_method_not_run_are_left_out():

@@ -1,7 +1,8 @@
-"""Pipeline steps on bad input: a clear error naming the file, a failed job, and no partial output."""
+"""Pipeline steps: bad input fails naming the file, leaving nothing; report rows trace to their files."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +109,48 @@ def test_failed_rule_script_exits_non_zero_with_the_message(tmp_path):
     log = (tmp_path / "results/logs/chest_obtain/JSRT.log").read_text()
     assert "missing_jsrt" in log and "failed" in log
     assert not (tmp_path / "results/chest/JSRT/raw_manifest.sha256").exists()
+
+
+def _score_files(tmp_path) -> dict[str, str]:
+    """eval CSVs as the evaluation steps write them: two datasets, AC-RegNet with two seeds, two methods run once."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for dataset in ("JSRT", "Shenzhen"):
+        for method, seeds in (("AC-RegNet", (0, 1)), ("SimpleElastix", (None,)), ("Unregistered", (None,))):
+            for seed in seeds:
+                rows = [{"dataset": dataset, "method": method, **({} if seed is None else {"seed": seed}),
+                         "moving": f"m{i}", "fixed": f"f{i}", "label": label, "dsc": rng.uniform(0.5, 1),
+                         "hd": rng.uniform(1, 9), "assd": rng.uniform(0.1, 2), "distance_unit": "mm"}
+                        for i in range(6) for label in (1, 2)]
+                key = f"{dataset}/{method}" + ("" if seed is None else f"/seed{seed}")
+                path = tmp_path / "eval" / f"{key.replace('/', '_')}.csv"
+                path.parent.mkdir(exist_ok=True)
+                pd.DataFrame(rows).to_csv(path, index=False)
+                inputs[key] = str(path)
+    return inputs
+
+
+@pytest.mark.parametrize("step, row, expected", [
+    ("registration_table", "JSRT/AC-RegNet", ["JSRT/AC-RegNet/seed0", "JSRT/AC-RegNet/seed1"]),
+    ("registration_wilcoxon", "Shenzhen/dsc/AC-RegNet/Unregistered",
+     ["Shenzhen/AC-RegNet/seed0", "Shenzhen/AC-RegNet/seed1", "Shenzhen/Unregistered"]),
+    ("claims", "chest/JSRT: SimpleElastix > RegNet/hd", None),  # RegNet did not run: no such claim
+    ("claims", "chest/Shenzhen: AC-RegNet > SimpleElastix/assd",
+     ["Shenzhen/AC-RegNet/seed0", "Shenzhen/AC-RegNet/seed1", "Shenzhen/SimpleElastix"]),
+])
+def test_report_steps_trace_each_row_to_its_score_files(tmp_path, step, row, expected):
+    inputs = _score_files(tmp_path)
+    outputs = {"csv": str(tmp_path / "t.csv"), "markdown": str(tmp_path / "t.md"), "latex": str(tmp_path / "t.tex")}
+    job = _job(f"chest_{step}", inputs, outputs, {"datasets": ["JSRT", "Shenzhen"],
+                                                 "methods": ["AC-RegNet", "SimpleElastix", "Unregistered"]},
+               prov=tmp_path / "prov")
+    execute(job, getattr(chest, step))
+    assert job.cells["rows"].get(row) == (None if expected is None else [inputs[key] for key in expected])
+    rows = job.cells["rows"]
+    shenzhen_files = {Path(path).name for key in rows if "Shenzhen" in key for path in rows[key]}
+    assert shenzhen_files and all(name.startswith("Shenzhen_") for name in shenzhen_files)  # each dataset its own
 
 
 def test_registration_loss_uses_the_configured_ce_clip():

@@ -12,6 +12,7 @@ import pytest
 
 from medrepro.errors import DataError
 from medrepro.studies.chest.tables import (
+    FLOAT_FORMAT,
     PAPER_DATASET_ORDER,
     PAPER_METHOD_ORDER,
     TABLE_COLUMNS,
@@ -20,20 +21,21 @@ from medrepro.studies.chest.tables import (
     registration_table,
     render_latex,
     render_markdown,
-    write_registration_table,
 )
+from medrepro.tables import write_table
 
 METHOD_IDS = ["acregnet", "aeregnet", "ceregnet", "regnet", "simpleelastix", "unregistered"]
 
 
 def synthetic_per_pair(seed: int = 0, n_pairs: int = 6) -> pd.DataFrame:
+    """The long format, every method run once (seed NaN)."""
     rng = np.random.default_rng(seed)
     rows = []
     for dataset, unit in [("Shenzhen", "px"), ("JSRT", "mm"), ("Montgomery", "mm")]:
         for method in reversed(METHOD_IDS):  # deliberately not in paper order
             for i in range(n_pairs):
                 rows.append({
-                    "dataset": dataset, "method": method, "moving": f"m{i}", "fixed": f"f{i}",
+                    "dataset": dataset, "method": method, "seed": np.nan, "case": f"m{i}|f{i}",
                     "dsc": rng.uniform(0.8, 0.95), "hd": rng.uniform(10, 40), "assd": rng.uniform(2, 9),
                     "distance_unit": unit,
                 })
@@ -78,6 +80,8 @@ def test_bad_input_raises_data_error():
         registration_table(mixed, METHOD_IDS, PAPER_DATASET_ORDER)
     with pytest.raises(DataError, match="more than one row"):
         registration_table(pd.concat([per_pair, per_pair.iloc[:1]]), METHOD_IDS, PAPER_DATASET_ORDER)
+    with pytest.raises(DataError, match="pairs.csv.*seed"):
+        registration_table(per_pair.drop(columns="seed"), METHOD_IDS, PAPER_DATASET_ORDER, source="pairs.csv")
 
 
 def test_display_names_and_cells():
@@ -138,9 +142,14 @@ def test_latex_compiles(table, tmp_path):
 
 
 def test_write_registration_table(table, tmp_path):
-    write_registration_table(table, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.tex")
+    write_table(table, tmp_path / "t1.csv", FLOAT_FORMAT,
+                [(tmp_path / "t1.md", render_markdown), (tmp_path / "t1.tex", render_latex)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.csv", "t1.md", "t1.tex"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t1.csv"), table)
+    assert (tmp_path / "t1.csv").read_text().splitlines()[1] == table.iloc[:1].to_csv(
+        index=False, float_format=FLOAT_FORMAT).splitlines()[1]  # six significant digits, as Table 1 is written
+    assert (tmp_path / "t1.md").read_text() == render_markdown(table)
+    assert (tmp_path / "t1.tex").read_text() == render_latex(table)
 
 
 def test_seed_replicates_mean_over_seeds_with_both_spreads():
@@ -150,7 +159,7 @@ def test_seed_replicates_mean_over_seeds_with_both_spreads():
     for method, seeds in (("acregnet", [0, 1, 2]), ("unregistered", [np.nan])):
         for seed in seeds:
             for i in range(5):
-                rows.append({"dataset": "JSRT", "method": method, "seed": seed, "moving": f"m{i}", "fixed": f"f{i}",
+                rows.append({"dataset": "JSRT", "method": method, "seed": seed, "case": f"m{i}|f{i}",
                              "dsc": rng.uniform(0.8, 0.95), "hd": rng.uniform(10, 40), "assd": rng.uniform(2, 9),
                              "distance_unit": "mm"})
     per_pair = pd.DataFrame(rows)

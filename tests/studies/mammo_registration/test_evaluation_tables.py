@@ -20,12 +20,13 @@ from medrepro.studies.mammo_registration.evaluation import (
 from medrepro.studies.mammo_registration.tables import (
     TABLE_COLUMNS,
     display_method,
+    long_scores,
     registration_table,
     render_latex,
     render_markdown,
     wilcoxon_table,
-    write_tables,
 )
+from medrepro.tables import write_table
 
 METHODS = ["unregistered", "prior", "elastix", "mse", "masked_mse", "masked_mse_giou"]
 
@@ -135,7 +136,7 @@ def random_scores(rng: np.random.Generator, n_pairs: int = 15, seeds=(None,)) ->
 def test_table_statistics_match_numpy():
     rng = np.random.default_rng(0)
     frames = {m: random_scores(rng) for m in ["masked_mse_giou", "unregistered"]}
-    table = registration_table(frames)
+    table = registration_table(long_scores(frames))
     assert list(table.columns) == TABLE_COLUMNS
     assert list(table.columns[:9]) == ["method", "n_pairs", "overlap_rate", "giou_loss_mean", "giou_loss_median",
                                        "giou_loss_sd", "iou_mean", "centre_distance_median_px", "masked_mse_mean"]
@@ -155,9 +156,9 @@ def test_table_statistics_match_numpy():
 def test_method_order_is_given_order_then_unlisted_sorted():
     rng = np.random.default_rng(1)
     frames = {m: random_scores(rng, 5) for m in ["zeta", "masked_mse_giou", "alpha", "unregistered", "mse"]}
-    table = registration_table(frames)
+    table = registration_table(long_scores(frames))
     assert table["method"].tolist() == ["unregistered", "mse", "masked_mse_giou", "alpha", "zeta"]
-    custom = registration_table(frames, methods_order=["mse", "zeta"])
+    custom = registration_table(long_scores(frames), methods_order=["mse", "zeta"])
     assert custom["method"].tolist() == ["mse", "zeta", "alpha", "masked_mse_giou", "unregistered"]
 
 
@@ -165,7 +166,7 @@ def test_seeds_mean_over_seeds_and_seed_sd():
     rng = np.random.default_rng(2)
     learned = random_scores(rng, 11, seeds=(0, 1, 2)).sample(frac=1.0, random_state=0)  # order must not matter
     frames = {"unregistered": random_scores(rng, 11), "masked_mse_giou": learned}
-    table = registration_table(frames).set_index("method")
+    table = registration_table(long_scores(frames)).set_index("method")
     row = table.loc["masked_mse_giou"]
     per_seed = [learned[learned["seed"] == s] for s in (0, 1, 2)]
     rates = np.array([s["overlap"].mean() for s in per_seed])
@@ -179,7 +180,7 @@ def test_seeds_mean_over_seeds_and_seed_sd():
     assert table.loc["unregistered", "n_seeds"] == 1 and np.isnan(table.loc["unregistered", "overlap_rate_seed_sd"])
     # A seedless method may carry an all-NaN seed column.
     nan_seed = frames["unregistered"].assign(seed=np.nan)
-    again = registration_table({"unregistered": nan_seed}).iloc[0]
+    again = registration_table(long_scores({"unregistered": nan_seed})).iloc[0]
     assert again["n_seeds"] == 1 and again["overlap_rate"] == pytest.approx(table.loc["unregistered", "overlap_rate"])
 
 
@@ -188,25 +189,46 @@ def test_seeds_on_different_pairs_are_an_error():
     learned = random_scores(rng, 6, seeds=(0, 1))
     learned = learned.drop(index=learned.index[-1])
     with pytest.raises(DataError, match=r"eval/mse\.csv.*different test pairs"):
-        registration_table({"mse": learned}, sources={"mse": "eval/mse.csv"})
+        registration_table(long_scores({"mse": learned}, sources={"mse": "eval/mse.csv"}))
+
+
+def test_long_scores_of_every_method_with_seeds_cases_and_files():
+    untrained = pd.DataFrame({"pair": ["a", "b"], "overlap": [1, 0], "giou_loss": [0.5, 1.5], "iou": [0.6, 0.0],
+                              "centre_distance_px": [3.0, 40.0], "masked_mse": [0.1, 0.2]})
+    trained = pd.DataFrame({"pair": [1, 2, 1, 2], "seed": [0, 0, 1, 1], "overlap": [1, 1, 0, 1],
+                            "giou_loss": [0.1, 0.2, 1.1, 0.3], "iou": [0.9, 0.8, 0.0, 0.7],
+                            "centre_distance_px": [1.0, 2.0, 30.0, 4.0], "masked_mse": [0.01, 0.02, 0.3, 0.04]})
+    values = long_scores({"unregistered": untrained, "masked_mse_giou": trained},
+                         sources={"unregistered": "eval/unregistered.csv"})
+    assert list(values.columns) == ["method", "seed", "case", "iou", "giou_loss", "overlap", "centre_distance_px",
+                                    "masked_mse", "source"]
+    assert values["method"].tolist() == ["unregistered"] * 2 + ["masked_mse_giou"] * 4
+    assert values["seed"][:2].isna().all() and values["seed"][2:].tolist() == [0, 0, 1, 1]
+    assert values["case"].tolist() == ["a", "b", "1", "2", "1", "2"]  # cases are names, as strings
+    assert values["overlap"].dtype == float and values["giou_loss"].tolist() == [0.5, 1.5, 0.1, 0.2, 1.1, 0.3]
+    assert values["source"].tolist() == ["eval/unregistered.csv"] * 2 + ["per-pair scores of method "
+                                                                         "'masked_mse_giou'"] * 4
 
 
 @pytest.mark.parametrize("table_function", [registration_table, wilcoxon_table])
 def test_bad_input_names_the_source(table_function):
+    """Each method's frame is checked as it enters the long format, which both tables read."""
     rng = np.random.default_rng(5)
     good = random_scores(rng, 6)
     sources = {"mse": "results/eval/mse.csv", "prior": "results/eval/prior.csv"}
     with pytest.raises(DataError, match=r"results/eval/mse\.csv.*giou_loss"):
-        table_function({"prior": good, "mse": good.drop(columns="giou_loss")}, sources=sources)
+        table_function(long_scores({"prior": good, "mse": good.drop(columns="giou_loss")}, sources=sources))
     duplicated = pd.concat([good, good.iloc[[2]]], ignore_index=True)
     with pytest.raises(DataError, match=r"results/eval/prior\.csv.*P002"):
-        table_function({"prior": duplicated, "mse": good}, sources=sources)
+        table_function(long_scores({"prior": duplicated, "mse": good}, sources=sources))
     with pytest.raises(DataError, match=r"method 'mse'.*non-finite"):
-        table_function({"mse": good.assign(masked_mse=np.nan)})
+        table_function(long_scores({"mse": good.assign(masked_mse=np.nan)}))
     with pytest.raises(DataError, match="overlap"):
-        table_function({"mse": good.assign(overlap=2)})
+        table_function(long_scores({"mse": good.assign(overlap=2)}))
     with pytest.raises(DataError, match="no method"):
-        table_function({})
+        table_function(long_scores({}))
+    with pytest.raises(DataError, match="more than one row"):
+        table_function(pd.concat([long_scores({"mse": good})] * 2))  # the tables check the long format too
 
 
 # --- Wilcoxon against scipy directly -----------------------------------------------------------
@@ -216,7 +238,7 @@ def test_wilcoxon_matches_scipy_with_bonferroni():
     rng = np.random.default_rng(6)
     frames = {m: random_scores(rng, 20) for m in ["masked_mse_giou", "unregistered", "mse"]}
     frames["mse"] = frames["mse"].iloc[::-1].reset_index(drop=True)  # pairs are matched by name, not by row
-    tests = wilcoxon_table(frames)
+    tests = wilcoxon_table(long_scores(frames))
     order = ["unregistered", "mse", "masked_mse_giou"]
     expected_pairs = list(itertools.combinations(order, 2))
     assert len(tests) == 2 * len(expected_pairs)
@@ -238,7 +260,7 @@ def test_wilcoxon_uses_each_pairs_mean_over_seeds():
     rng = np.random.default_rng(7)
     learned = random_scores(rng, 12, seeds=(0, 1, 2))
     baseline = random_scores(rng, 12)
-    tests = wilcoxon_table({"unregistered": baseline, "masked_mse_giou": learned})
+    tests = wilcoxon_table(long_scores({"unregistered": baseline, "masked_mse_giou": learned}))
     record = tests[tests["metric"] == "giou_loss"].iloc[0]
     a = baseline.set_index("pair")["giou_loss"]
     b = learned.groupby("pair")["giou_loss"].mean().reindex(a.index)
@@ -254,7 +276,7 @@ def test_renderings_name_every_method_and_the_paper_rate(tmp_path):
     rng = np.random.default_rng(8)
     frames = {m: random_scores(rng, 9, seeds=(0, 1, 2) if m not in ("unregistered", "elastix") else (None,))
               for m in METHODS}
-    table = registration_table(frames)
+    table = registration_table(long_scores(frames))
     ours = table.set_index("method").loc["masked_mse_giou", "overlap_rate"]
     markdown, latex = render_markdown(table), render_latex(table)
     for method in METHODS:
@@ -268,8 +290,34 @@ def test_renderings_name_every_method_and_the_paper_rate(tmp_path):
     assert "%" not in latex.replace(r"\%", "")  # every percent sign escaped
     missing = render_markdown(table[table["method"] != "masked_mse_giou"])
     assert "66.7%" in missing and "not in this table" in missing
-    write_tables(table, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.tex",
-                 wilcoxon_table(frames), tmp_path / "w.csv")
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), table, check_dtype=False)
+    write_table(table, tmp_path / "t.csv", renderings=[(tmp_path / "t.md", render_markdown),
+                                                       (tmp_path / "t.tex", render_latex)])
+    write_table(wilcoxon_table(long_scores(frames)), tmp_path / "w.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), table, check_dtype=False, check_exact=True)
     assert (tmp_path / "t.md").read_text() == markdown and (tmp_path / "t.tex").read_text() == latex
     assert len(pd.read_csv(tmp_path / "w.csv")) == 2 * 15
+
+
+# --- The report steps: every row traced to the per-pair files behind it -------------------------
+
+
+@pytest.mark.parametrize("step, row, methods", [
+    ("registration_table", "masked_mse_giou", ["masked_mse_giou"]),
+    ("registration_wilcoxon", "giou_loss/unregistered/masked_mse", ["unregistered", "masked_mse"]),
+    ("claims", "mammo_registration/masked_mse_giou > masked_mse/overlap", ["masked_mse_giou", "masked_mse"]),
+])
+def test_report_steps_trace_each_row_to_its_per_pair_files(tmp_path, step, row, methods):
+    from medrepro.runner import Job, _Namespace, execute
+    from medrepro.studies.mammo_registration import steps
+
+    rng = np.random.default_rng(9)
+    inputs = {}
+    for method in ("unregistered", "masked_mse", "masked_mse_giou"):
+        inputs[method] = str(tmp_path / "eval" / f"{method}.csv")
+        write_scores(random_scores(rng, 8, seeds=(None,) if method == "unregistered" else (0, 1)), inputs[method])
+    outputs = {"csv": str(tmp_path / "t.csv"), "markdown": str(tmp_path / "t.md"), "latex": str(tmp_path / "t.tex")}
+    job = Job(rule=step, input=_Namespace(inputs), output=_Namespace(outputs), params=_Namespace(),
+              provenance_dir=str(tmp_path / "prov"))
+    execute(job, getattr(steps, step))
+    assert sorted(job.cells["rows"][row]) == sorted(inputs[m] for m in methods)
+    assert len(job.cells["rows"]) == len(pd.read_csv(tmp_path / "t.csv"))

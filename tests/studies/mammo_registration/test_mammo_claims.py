@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from medrepro.claims import judge_claims
-from medrepro.studies.mammo_registration.claims import (
-    METRIC_DIRECTIONS, ORDERS, STUDY, claim_values, study_claims)
+from medrepro.studies.mammo_registration.claims import METRIC_DIRECTIONS, ORDERS, STUDY, study_claims
 from medrepro.studies.mammo_registration.evaluation import EVAL_COLUMNS, evaluate_matrices, identity_matrices
+from medrepro.studies.mammo_registration.tables import long_scores
 
 PAPER_METHODS = ["masked_mse_giou", "masked_mse", "mse", "unregistered"]
 
@@ -127,18 +127,6 @@ def test_claims_of_missing_methods_are_dropped(methods, labels):
     assert {c.label for c in claims} == labels and len(claims) == 2 * len(labels)
 
 
-def test_claim_values_long_table():
-    untrained = pd.DataFrame({"pair": ["a", "b"], "overlap": [1, 0], "giou_loss": [0.5, 1.5], "iou": [0.6, 0.0]})
-    trained = pd.DataFrame({"pair": [1, 2, 1, 2], "seed": [0, 0, 1, 1], "overlap": [1, 1, 0, 1],
-                            "giou_loss": [0.1, 0.2, 1.1, 0.3]})
-    values = claim_values({"unregistered": untrained, "masked_mse_giou": trained})
-    assert list(values.columns) == ["method", "seed", "case", "overlap", "giou_loss"]
-    assert values["method"].tolist() == ["unregistered"] * 2 + ["masked_mse_giou"] * 4
-    assert values["seed"][:2].isna().all() and values["seed"][2:].tolist() == [0, 0, 1, 1]
-    assert values["case"].tolist() == ["a", "b", "1", "2", "1", "2"]  # cases are names, as strings
-    assert values["overlap"].dtype == float and values["giou_loss"].tolist() == [0.5, 1.5, 0.1, 0.2, 1.1, 0.3]
-
-
 N_CASES, SEEDS = 24, (0, 1, 2)
 
 
@@ -159,14 +147,15 @@ def ranked_scores(ranks: dict[str, int], seed_overrides: dict | None = None) -> 
             giou = 0.3 + 0.4 * rank + rng.uniform(0, 0.05, N_CASES)
             if seed_overrides and (method, seed) in seed_overrides:
                 giou = np.full(N_CASES, seed_overrides[(method, seed)])
-            frame = pd.DataFrame({"pair": cases, "overlap": overlap, "giou_loss": giou})
+            frame = pd.DataFrame({"pair": cases, "overlap": overlap, "giou_loss": giou, "iou": 0.5,
+                                  "centre_distance_px": 1.0, "masked_mse": 0.0})  # not claimed on
             frames.append(frame if seed is None else frame.assign(seed=seed))
         scores[method] = pd.concat(frames, ignore_index=True)
     return scores
 
 
 def judged(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    return judge_claims(study_claims(list(scores)), claim_values(scores), source=STUDY)
+    return judge_claims(study_claims(list(scores)), long_scores(scores), source=STUDY)
 
 
 def test_clearly_better_method_holds_in_every_seed():

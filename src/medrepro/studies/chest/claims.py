@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from medrepro.claims import Claim
+from medrepro.claims import Claim, metric_claims
 
 STUDY = "chest"
 SEGMENTATION_AWARE = ("CE-RegNet", "AE-RegNet", "AC-RegNet")
@@ -37,9 +37,5 @@ def claim_orders(methods: Sequence[str]) -> list[tuple[str, ...]]:
 
 def chest_claims(dataset: str, methods: Sequence[str]) -> list[Claim]:
     """Every claim for one dataset, on every metric of Table 1."""
-    return [
-        Claim(study=STUDY, label=f"{dataset}: {' > '.join(order)}", metric=metric, order=order,
-              higher_is_better=higher)
-        for order in claim_orders(methods)
-        for metric, higher in METRIC_DIRECTIONS.items()
-    ]
+    return metric_claims(STUDY, claim_orders(methods), METRIC_DIRECTIONS, methods, where={"dataset": dataset},
+                         label_prefix=f"{dataset}: ")

@@ -23,7 +23,8 @@ from medrepro.metrics.overlap import dice
 from medrepro.metrics.surface import Spacing, surface_scores
 
 METRICS = ("dsc", "hd", "assd")
-PAIR_KEYS = ("dataset", "method", "seed", "moving", "fixed")
+# ``source``: the file a pair's rows were read from, carried for the tables' cell lineage.
+PAIR_KEYS = ("dataset", "method", "seed", "moving", "fixed", "source")
 
 
 def resolve_spacing(spacing: Spacing) -> tuple[tuple[float, ...] | None, str]:
@@ -83,3 +84,15 @@ def pair_means(per_class: pd.DataFrame, source=None) -> pd.DataFrame:
             raise DataError(source, f"pair {mixed.index[0]} mixes distance units {list(mixed.iloc[0])}")
         result["distance_unit"] = units.map(lambda u: u[0])
     return result.reset_index()
+
+
+def pair_values(per_class: pd.DataFrame, source=None) -> pd.DataFrame:
+    """The class means per pair in the long format of :mod:`medrepro.scores`.
+
+    ``case`` names the pair as ``moving|fixed``; a method run once (no
+    ``seed`` column) has seed NaN.
+    """
+    if "seed" not in per_class.columns:
+        per_class = per_class.assign(seed=np.nan)
+    means = pair_means(per_class, source)
+    return means.assign(case=means["moving"].astype(str) + "|" + means["fixed"].astype(str))

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_dir, atomic_path, write_json, write_text
+from medrepro.atomic import atomic_dir, atomic_path, write_csv, write_json
 from medrepro.runner import Job
+from medrepro.steps import download_step, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -27,37 +28,23 @@ def synthesize(job: Job) -> None:
 
     p = job.params
     image_size = tuple(p.image_size) if p.image_size else None
-    with atomic_dir(job.output._0) as tmp:
-        truth = generate_dataset(p.dataset, tmp, n_subjects=p.n_subjects, seed=p.seed, image_size=image_size)
+    truth = synthesize_step(job, lambda out: generate_dataset(p.dataset, out, n_subjects=p.n_subjects, seed=p.seed,
+                                                             image_size=image_size))
     log.info("wrote %d synthetic %s subjects to %s", len(truth), p.dataset, job.output._0)
 
 
 def download(job: Job) -> None:
-    from medrepro.sourcing import fetch
     from medrepro.studies.chest import datasets  # noqa: F401  (registers the chest datasets)
 
-    with atomic_dir(job.output._0) as tmp:
-        fetch(job.params.dataset, tmp)
+    download_step(job, job.params.dataset)
 
 
 def obtain(job: Job) -> None:
     """Verify the raw files against their pin (a user's copy is pinned at first use); the output is a verified copy."""
-    from medrepro.pinning import pins_dir
-    from medrepro.sourcing import obtain as obtain_dataset
     from medrepro.studies.chest import datasets  # noqa: F401  (registers the chest datasets)
     from medrepro.studies.chest.cxr14 import dataset  # noqa: F401  (and ChestX-ray14)
 
-    p = job.params
-    mode = {"synthetic": "synthetic", "download": "verify", "verify": "verify"}[p.source]
-    obtain_dataset(p.dataset, Path(p.raw_dir), Path(job.output.manifest), mode,
-                   pins_dir=pins_dir(job.provenance_dir))
-    _record_user_copy(job)
-
-
-def _record_user_copy(job: Job) -> None:
-    """A user-placed copy is no rule's output, so it is recorded as this job's input here."""
-    if job.params.raw_dir not in job.all_inputs():
-        job.extra_inputs.append(str(job.params.raw_dir))
+    obtain_step(job, job.params.dataset)
 
 
 def convert(job: Job) -> None:
@@ -65,7 +52,7 @@ def convert(job: Job) -> None:
     from medrepro.studies.chest.subjects import save_subjects
 
     p = job.params
-    _record_user_copy(job)
+    record_user_copy(job, p.raw_dir)
     with atomic_dir(job.output.converted) as tmp:  # streamed: real sets do not fit in memory at once
         table = save_subjects(iter_dataset(p.dataset, Path(p.raw_dir), p.spacing_mm), tmp)
     log.info("converted %d %s subjects", len(table), p.dataset)
@@ -188,8 +175,7 @@ def _score_and_save(job: Job, arrays, pairs, moving_idx, fixed_idx, warped_label
             rows.append({"dataset": job.wildcards.dataset, "method": job.params.method, **seed_column,
                          "moving": m_name, "fixed": f_name, **row, "distance_unit": "mm" if spacing else "px"})
     scores = pd.DataFrame(rows)
-    with atomic_path(job.output.scores) as tmp:
-        scores.to_csv(tmp, index=False)
+    write_csv(job.output.scores, scores)
     k = min(job.params.example_pair, len(pairs) - 1)
     with atomic_path(job.output.example) as tmp:
         np.savez_compressed(tmp, moving_image=arrays.images[moving_idx[k]], fixed_image=arrays.images[fixed_idx[k]],
@@ -250,37 +236,22 @@ def evaluate_elastix(job: Job) -> None:
 
 
 # ------------------------------------------------------------------ reports
-def _scores_by_key(job: Job) -> dict[str, pd.DataFrame]:
-    """Named inputs 'Dataset/Method' or 'Dataset/Method/seed<N>' -> per-(pair, class) score tables."""
-    return {key: pd.read_csv(path) for key, path in job.input.items() if "/" in key}
-
-
 def _per_pair(job: Job) -> pd.DataFrame:
-    """Class means per (dataset, method, seed, pair); ``seed`` is NaN for the methods run once."""
-    from medrepro.studies.chest.evaluation import pair_means
+    """Class means per (dataset, method, seed, pair) in the long format, each row with its score file (``source``).
 
-    scores = pd.concat(_scores_by_key(job).values(), ignore_index=True)
-    if "seed" not in scores.columns:
-        scores["seed"] = np.nan
-    return pair_means(scores)
+    The score files are the named inputs 'Dataset/Method' (run once, seed NaN) or 'Dataset/Method/seed<N>'.
+    """
+    from medrepro.scores import SOURCE
+    from medrepro.studies.chest.evaluation import pair_values
 
-
-def _seed_averaged(per_pair: pd.DataFrame) -> pd.DataFrame:
-    """One value per (dataset, method, pair): the mean over the seeds (methods run once keep theirs)."""
-    from medrepro.studies.chest.evaluation import METRICS
-
-    keys = ["dataset", "method", "moving", "fixed"]
-    return per_pair.groupby(keys, sort=False)[list(METRICS)].mean().reset_index()
-
-
-def _row_inputs(job: Job, row_keys) -> dict[str, list[str]]:
-    """For each 'Dataset/Method' row, every input file that fed it (each seed's scores)."""
-    return {row: [path for key, path in job.input.items() if key == row or key.startswith(f"{row}/")]
-            for row in row_keys}
+    scores = [pd.read_csv(path).assign(**{SOURCE: str(path)}) for key, path in job.input.items() if "/" in key]
+    return pair_values(pd.concat(scores, ignore_index=True))
 
 
 def registration_table(job: Job) -> None:
-    from medrepro.studies.chest.tables import registration_table as build, render_latex, render_markdown
+    from medrepro.scores import cell_lineage
+    from medrepro.studies.chest.tables import FLOAT_FORMAT, registration_table as build, render_latex, render_markdown
+    from medrepro.tables import write_table
 
     per_pair = _per_pair(job)
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
@@ -288,59 +259,45 @@ def registration_table(job: Job) -> None:
     required = table.drop(columns=[c for c in table.columns if c.endswith("_seed_sd")]).select_dtypes("number")
     if not np.isfinite(required.to_numpy(dtype=float)).all():
         raise ValueError("Table 1 has non-finite cells; see the per-pair scores")
-    with atomic_path(job.output.csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    write_text(job.output.markdown, render_markdown(table))
-    write_text(job.output.latex, render_latex(table))
-    job.cells = {"key_columns": ["dataset", "method"],
-                 "rows": _row_inputs(job, [f"{d}/{m}" for d, m in zip(table["dataset"], table["method"])])}
+    write_table(table, job.output.csv, FLOAT_FORMAT,
+                [(job.output.markdown, render_markdown), (job.output.latex, render_latex)])
+    job.cells = cell_lineage(table, ["dataset", "method"], per_pair)
 
 
 def registration_wilcoxon(job: Job) -> None:
-    from medrepro.stats import paired_wilcoxon
+    from medrepro.stats import paired_wilcoxon, wilcoxon_lineage
+    from medrepro.studies.chest.evaluation import METRICS
+    from medrepro.studies.chest.tables import FLOAT_FORMAT
 
     # Each pair's value is first averaged over the replicate seeds: the test is over test pairs.
-    tests = paired_wilcoxon(_seed_averaged(_per_pair(job)))
-    with atomic_path(job.output.csv) as tmp:
-        tests.to_csv(tmp, index=False, float_format="%.6g")
-    rows = {}
-    for r in tests.itertuples():
-        inputs = _row_inputs(job, [f"{r.dataset}/{r.method_a}", f"{r.dataset}/{r.method_b}"])
-        rows[f"{r.dataset}/{r.metric}/{r.method_a}/{r.method_b}"] = [path for paths in inputs.values() for path in paths]
-    job.cells = {"key_columns": ["dataset", "metric", "method_a", "method_b"], "rows": rows}
+    per_pair = _per_pair(job)
+    tests = paired_wilcoxon(per_pair, METRICS, groups=("dataset",))
+    write_csv(job.output.csv, tests, FLOAT_FORMAT)
+    job.cells = wilcoxon_lineage(tests, per_pair, groups=("dataset",))
 
 
 def claims(job: Job) -> None:
-    from medrepro.claims import judge_claims
+    from medrepro.claims import claims_lineage, judge_claims
     from medrepro.studies.chest.claims import chest_claims
+    from medrepro.studies.chest.tables import FLOAT_FORMAT
 
     per_pair = _per_pair(job)
-    per_pair["case"] = per_pair["moving"].astype(str) + "|" + per_pair["fixed"].astype(str)
-    frames = []
-    for dataset in job.params.datasets:
-        values = per_pair[per_pair["dataset"] == dataset]
-        frames.append(judge_claims(chest_claims(dataset, job.params.methods), values, source=dataset))
-    table = pd.concat(frames, ignore_index=True)
-    with atomic_path(job.output.csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    job.cells = {"key_columns": ["study", "claim", "metric"],
-                 "rows": {f"{r.study}/{r.claim}/{r.metric}": _claim_inputs(job, r.claim) for r in table.itertuples()}}
+    claims = [claim for dataset in job.params.datasets for claim in chest_claims(dataset, job.params.methods)]
+    table = judge_claims(claims, per_pair, source="the chest per-pair scores")
+    write_csv(job.output.csv, table, FLOAT_FORMAT)
+    job.cells = claims_lineage(claims, table, per_pair)
     log.info("%d claims: %s", len(table), table["verdict"].value_counts().to_dict())
 
 
-def _claim_inputs(job: Job, label: str) -> list[str]:
-    """The score files of the methods a claim names ('JSRT: AC-RegNet > RegNet')."""
-    dataset, _, order = label.partition(": ")
-    inputs = _row_inputs(job, [f"{dataset}/{method}" for method in order.split(" > ")])
-    return [path for paths in inputs.values() for path in paths]
-
-
 def figure_dice(job: Job) -> None:
+    from medrepro.scores import seed_means
+    from medrepro.studies.chest.evaluation import METRICS
     from medrepro.studies.chest.figures import plot_dice_distributions
 
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
-    plot_dice_distributions(_seed_averaged(_per_pair(job)), job.output.png, methods_order=methods,
-                            datasets_order=job.params.datasets)
+    # moving and fixed ride along as groups (each case has one of each): the figure counts pairs by them.
+    per_pair = seed_means(_per_pair(job), METRICS, groups=("dataset", "moving", "fixed"))
+    plot_dice_distributions(per_pair, job.output.png, methods_order=methods, datasets_order=job.params.datasets)
 
 
 def figure_examples(job: Job) -> None:
@@ -374,6 +331,7 @@ def figure_anatomical_loss(job: Job) -> None:
     from medrepro.studies.chest.prealigned import load_prealigned
     from medrepro.studies.chest.figures import plot_anatomical_loss
     from medrepro.studies.chest.autoencoder import load_autoencoder
+    from medrepro.studies.chest.tables import FLOAT_FORMAT
 
     p = job.params
     arrays = load_prealigned(job.input.arrays)
@@ -388,8 +346,7 @@ def figure_anatomical_loss(job: Job) -> None:
             return autoencoder.encode(onehot)
 
     table = anatomical_loss_experiment(chosen, autoencoder.n_classes, encoder, p.changed_pixels, p.seed)
-    with atomic_path(job.output.csv) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(job.output.csv, table, FLOAT_FORMAT)
     plot_anatomical_loss(table, job.output.png)
 
 

@@ -21,7 +21,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path
+from medrepro.atomic import write_csv
 from medrepro.errors import DataError
 from medrepro.io.mha import read_mha, write_mha
 
@@ -69,8 +69,7 @@ def save_subjects(subjects: Iterable[Subject], directory: str | Path) -> pd.Data
         row.update(s.meta)
         rows.append(row)
     table = pd.DataFrame(rows)
-    with atomic_path(directory / "subjects.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(directory / "subjects.csv", table)
     return table
 
 

@@ -45,7 +45,7 @@ from matplotlib.path import Path as MplPath
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medrepro.atomic import atomic_dir, atomic_path
+from medrepro.atomic import atomic_dir, write_csv
 from medrepro.sourcing import MANIFEST_FILE, write_manifest
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.chest.readers import jsrt, montgomery, shenzhen
@@ -882,8 +882,7 @@ def generate_dataset(
         truth = pd.DataFrame(rows)
         if dataset == "JSRT":
             jsrt.write_clinical_tables(tmp / "images", [_jsrt_clinical_row(r) for r in rows])
-        with atomic_path(tmp / TRUTH_FILE) as path:
-            truth.to_csv(path, index=False)
+        write_csv(tmp / TRUTH_FILE, truth)
         write_manifest(tmp, tmp / MANIFEST_FILE)
     log.info("wrote %d synthetic %s subjects to %s", len(rows), dataset, raw_root)
     return truth

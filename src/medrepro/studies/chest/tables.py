@@ -1,9 +1,10 @@
 """Table 1 of the study: mean (SD) over test pairs of DSC, HD and ASSD, over seed replicates.
 
 Each test pair contributes one value per metric, the mean over its classes
-(:func:`medrepro.studies.chest.evaluation.pair_means`). The learned methods are
-trained once per replicate seed (a ``seed`` column; NaN for the methods that
-are not trained). Per dataset and method the table reports:
+(:func:`medrepro.studies.chest.evaluation.pair_values`, the kernel's long
+format with the dataset as group). The learned methods are trained once per
+replicate seed (``seed`` NaN for the methods that are not trained). Per
+dataset and method the table reports:
 
 * ``<metric>_mean``: the mean over seeds of each seed's mean over the test pairs;
 * ``<metric>_sd``: the spread over test pairs, the mean over seeds of each
@@ -13,23 +14,26 @@ are not trained). Per dataset and method the table reports:
 
 NaN per-pair values (every class undefined) are skipped.
 
-The CSV keeps raw method identifiers; the Markdown and LaTeX renderings show
-the paper's names (:func:`display_method`) in the paper's row order.
+The CSV keeps raw method identifiers, numbers with six significant digits;
+the Markdown and LaTeX renderings show the paper's names
+(:func:`display_method`) in the paper's row order.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import write_csv, write_text
 from medrepro.errors import DataError
+from medrepro.scores import check_long
 from medrepro.studies.chest.evaluation import METRICS
 from medrepro.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
+
+# The study's CSV tables (Table 1, the Wilcoxon tests, the claims, Sec. 5.3): six significant digits.
+FLOAT_FORMAT = "%.6g"
 
 PAPER_METHOD_ORDER = ("AC-RegNet", "AE-RegNet", "CE-RegNet", "RegNet", "SimpleElastix", "Unregistered")
 PAPER_DATASET_ORDER = ("JSRT", "Montgomery", "Shenzhen")
@@ -67,18 +71,13 @@ def registration_table(
 ) -> pd.DataFrame:
     """Mean over seeds, SD over test pairs and SD between seeds for every (dataset, method).
 
-    ``per_pair`` may have a ``seed`` column (NaN for methods run once); without
-    one every method counts as run once. Rows follow ``datasets_order`` then
+    ``per_pair`` is the long format with a ``dataset`` group and a
+    ``distance_unit`` column. Rows follow ``datasets_order`` then
     ``methods_order``; datasets or methods missing from the orders are
     appended (sorted) rather than dropped.
     """
-    require_columns(per_pair, ("dataset", "method", "moving", "fixed", *METRICS, "distance_unit"), source)
-    per_pair = per_pair if "seed" in per_pair.columns else per_pair.assign(seed=np.nan)
-    keys = ["dataset", "method", "seed", "moving", "fixed"]
-    duplicated = per_pair.duplicated(keys)
-    if duplicated.any():
-        first = per_pair.loc[duplicated, keys].iloc[0].tolist()
-        raise DataError(source, f"more than one row for (dataset, method, seed, moving, fixed) = {first}")
+    require_columns(per_pair, ("distance_unit",), source)
+    check_long(per_pair, METRICS, ("dataset",), source)
     rows = []
     for dataset in order_with_extras(per_pair["dataset"].unique().tolist(), datasets_order):
         block = per_pair[per_pair["dataset"] == dataset]
@@ -174,18 +173,3 @@ def render_latex(table: pd.DataFrame, label: str = "tab:registration") -> str:
             body.append(r"\midrule")
         body.append(latex_row([latex_escape(dataset_cell), latex_escape(method), *cells, str(n_pairs)]))
     return latex_float("llrrrr", ["Dataset", "Method", "DSC", "HD", "ASSD", "Pairs"], body, table_caption(table), label)
-
-
-def write_registration_table(
-    table: pd.DataFrame,
-    csv_path: str | Path | None = None,
-    markdown_path: str | Path | None = None,
-    latex_path: str | Path | None = None,
-) -> None:
-    """Write the CSV and the two renderings, each atomically; skipped paths are None."""
-    if csv_path is not None:
-        write_csv(csv_path, table)
-    if markdown_path is not None:
-        write_text(markdown_path, render_markdown(table))
-    if latex_path is not None:
-        write_text(latex_path, render_latex(table))

@@ -13,11 +13,9 @@ left out.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
-import pandas as pd
-
-from medrepro.claims import Claim
+from medrepro.claims import Claim, metric_claims
 
 STUDY = "mammo_registration"
 ORDERS = (("masked_mse_giou", "unregistered"), ("masked_mse_giou", "masked_mse"), ("masked_mse", "mse"))
@@ -26,23 +24,5 @@ METRIC_DIRECTIONS = {"overlap": True, "giou_loss": False}
 
 
 def study_claims(methods: Sequence[str]) -> list[Claim]:
-    """Every claim whose methods all ran, on each metric."""
-    present = set(methods)
-    return [
-        Claim(study=STUDY, label=" > ".join(order), metric=metric, order=order, higher_is_better=higher)
-        for order in ORDERS if present.issuperset(order)
-        for metric, higher in METRIC_DIRECTIONS.items()
-    ]
-
-
-def claim_values(scores: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per-pair files by method -> the long table :func:`medrepro.claims.judge_claims` reads.
-
-    One row per (method, seed, case); methods run once have no seed (NaN).
-    """
-    frames = []
-    for method, frame in scores.items():
-        seed = frame["seed"] if "seed" in frame.columns else float("nan")
-        frames.append(pd.DataFrame({"method": method, "seed": seed, "case": frame["pair"].astype(str),
-                                    **{metric: frame[metric].astype(float) for metric in METRIC_DIRECTIONS}}))
-    return pd.concat(frames, ignore_index=True)
+    """Every claim whose methods all ran, on each metric; judged on :func:`.tables.long_scores`' frame."""
+    return metric_claims(STUDY, ORDERS, METRIC_DIRECTIONS, methods)

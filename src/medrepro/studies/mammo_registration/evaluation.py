@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from medrepro import boxes
-from medrepro.atomic import atomic_path
+from medrepro.atomic import write_csv
 from medrepro.errors import DataError
 from medrepro.io.csv_files import read_csv_file
 from medrepro.tables import require_columns
@@ -115,8 +115,7 @@ def write_scores(frame: pd.DataFrame, path: str | Path) -> None:
     """Write a per-pair frame atomically (the :data:`EVAL_COLUMNS` first, then any others such as ``seed``)."""
     check_scores(frame, path)
     columns = [c for c in EVAL_COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in EVAL_COLUMNS]
-    with atomic_path(path) as tmp:
-        frame[columns].to_csv(tmp, index=False)
+    write_csv(path, frame[columns])
 
 
 def read_scores(path: str | Path) -> pd.DataFrame:

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from medrepro.atomic import atomic_path
+from medrepro.atomic import atomic_path, write_csv
 from medrepro.errors import ConfigError, DataError
 from medrepro.progress import progress_bar
 from medrepro.shared.dicom import read_mammogram
@@ -282,8 +282,7 @@ def write_prepared(prepared: PreparedPairs, npz_path: str | Path, csv_path: str 
     with atomic_path(npz_path) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **prepared.arrays)
-    with atomic_path(csv_path) as tmp:
-        prepared.table.to_csv(tmp, index=False)
+    write_csv(csv_path, prepared.table)
 
 
 def load_pairs(path: str | Path, split: str | None = None) -> dict[str, np.ndarray]:

@@ -7,13 +7,13 @@ reads its inputs, calls the study's library, and writes its outputs atomically.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_dir, atomic_path, write_json
+from medrepro.atomic import atomic_path, write_csv, write_json
 from medrepro.runner import Job
+from medrepro.steps import download_step, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -26,40 +26,30 @@ def synthesize(job: Job) -> None:
     from medrepro.studies.mammo_registration.synthetic import generate_cbis_ddsm
 
     p = job.params
-    with atomic_dir(job.output._0) as tmp:
-        truth = generate_cbis_ddsm(tmp, n_patients=p.n_patients, seed=p.seed, image_size=tuple(p.image_size),
-                                   layout=p.layout, test_fraction=p.test_fraction)
+    truth = synthesize_step(job, lambda out: generate_cbis_ddsm(out, n_patients=p.n_patients, seed=p.seed,
+                                                                image_size=tuple(p.image_size), layout=p.layout,
+                                                                test_fraction=p.test_fraction))
     log.info("wrote a synthetic CBIS-DDSM with %d annotated lesions to %s", len(truth), job.output._0)
 
 
 def download(job: Job) -> None:
-    from medrepro.sourcing import fetch
-    from medrepro.studies.mammo_registration import datasets  # noqa: F401  (registers CBIS-DDSM)
+    from medrepro.studies.mammo_registration import datasets  # registers CBIS-DDSM
 
-    with atomic_dir(job.output._0) as tmp:
-        fetch(datasets.NAME, tmp)
+    download_step(job, datasets.NAME)
 
 
 def obtain(job: Job) -> None:
     """Verify the raw files against their pin (a user's copy is pinned at first use); the output is a verified copy."""
-    from medrepro.pinning import pins_dir
-    from medrepro.sourcing import obtain as obtain_dataset
-    from medrepro.studies.mammo_registration import datasets
+    from medrepro.studies.mammo_registration import datasets  # registers CBIS-DDSM
 
-    p = job.params
-    mode = {"synthetic": "synthetic", "download": "verify", "verify": "verify"}[p.source]
-    obtain_dataset(datasets.NAME, Path(p.raw_dir), Path(job.output.manifest), mode,
-                   pins_dir=pins_dir(job.provenance_dir))
-    if p.raw_dir not in job.all_inputs():  # a user-placed copy is no rule's output: record it as read
-        job.extra_inputs.append(str(p.raw_dir))
+    obtain_step(job, datasets.NAME)
 
 
 def prepare(job: Job) -> None:
     from medrepro.studies.mammo_registration.preprocess import prepare as prepare_pairs, write_prepared
 
     p = job.params
-    if p.raw_dir not in job.all_inputs():
-        job.extra_inputs.append(str(p.raw_dir))
+    record_user_copy(job, p.raw_dir)
     prepared = prepare_pairs(p.raw_dir, longest_side=p.longest_side, aspect=p.aspect, pairing_rule=p.pairing_rule,
                              val_fraction=p.val_fraction, seed=p.seed, mirror_side=p.mirror_side,
                              exclude_bad_masks=p.exclude_bad_masks)
@@ -225,45 +215,48 @@ def _scores(job: Job) -> dict[str, pd.DataFrame]:
     return {name: read_scores(path) for name, path in job.input.items() if not name.startswith("_")}
 
 
-def _sources(job: Job) -> dict[str, str]:
-    return {name: str(path) for name, path in job.input.items() if not name.startswith("_")}
+def _long_scores(job: Job) -> pd.DataFrame:
+    """Every method's per-pair scores in the long format, each row with its file."""
+    from medrepro.studies.mammo_registration.tables import long_scores
+
+    return long_scores(_scores(job), {name: str(path) for name, path in job.input.items() if not name.startswith("_")})
 
 
 def registration_table(job: Job) -> None:
-    from medrepro.studies.mammo_registration.tables import METHOD_ORDER, registration_table as build, write_tables
+    from medrepro.scores import cell_lineage
+    from medrepro.studies.mammo_registration.tables import (
+        METHOD_ORDER, registration_table as build, render_latex, render_markdown)
+    from medrepro.tables import write_table
 
-    table = build(_scores(job), METHOD_ORDER, sources=_sources(job))
+    scores = _long_scores(job)
+    table = build(scores, METHOD_ORDER)
     required = table.drop(columns=["overlap_rate_seed_sd"]).select_dtypes("number")
     if not np.isfinite(required.to_numpy(dtype=float)).all():
         raise ValueError("the registration table has non-finite cells; see the per-pair files")
-    write_tables(table, job.output.csv, job.output.markdown, job.output.latex)
-    job.cells = {"key_columns": ["method"], "rows": {m: [_sources(job)[m]] for m in table["method"]}}
+    write_table(table, job.output.csv, renderings=[(job.output.markdown, render_markdown),
+                                                   (job.output.latex, render_latex)])
+    job.cells = cell_lineage(table, ["method"], scores)
 
 
 def registration_wilcoxon(job: Job) -> None:
-    from medrepro.atomic import write_csv
+    from medrepro.stats import wilcoxon_lineage
     from medrepro.studies.mammo_registration.tables import METHOD_ORDER, wilcoxon_table
 
-    tests = wilcoxon_table(_scores(job), METHOD_ORDER, sources=_sources(job))
+    scores = _long_scores(job)
+    tests = wilcoxon_table(scores, METHOD_ORDER)
     write_csv(job.output.csv, tests)
-    sources = _sources(job)
-    job.cells = {"key_columns": ["metric", "method_a", "method_b"],
-                 "rows": {f"{r.metric}/{r.method_a}/{r.method_b}": [sources[r.method_a], sources[r.method_b]]
-                          for r in tests.itertuples()}}
+    job.cells = wilcoxon_lineage(tests, scores)
 
 
 def claims(job: Job) -> None:
-    from medrepro.atomic import write_csv
-    from medrepro.claims import judge_claims
-    from medrepro.studies.mammo_registration.claims import claim_values, study_claims
+    from medrepro.claims import claims_lineage, judge_claims
+    from medrepro.studies.mammo_registration.claims import study_claims
 
-    scores = _scores(job)
-    table = judge_claims(study_claims(list(scores)), claim_values(scores), source="mammo_registration")
+    scores = _long_scores(job)
+    claims = study_claims(scores["method"].unique().tolist())
+    table = judge_claims(claims, scores, source="mammo_registration")
     write_csv(job.output.csv, table)
-    sources = _sources(job)
-    job.cells = {"key_columns": ["study", "claim", "metric"],
-                 "rows": {f"{r.study}/{r.claim}/{r.metric}": [sources[m] for m in r.claim.split(" > ")]
-                          for r in table.itertuples()}}
+    job.cells = claims_lineage(claims, table, scores)
     log.info("%d claims: %s", len(table), table["verdict"].value_counts().to_dict())
 
 

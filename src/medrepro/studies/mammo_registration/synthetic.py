@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path
+from medrepro.atomic import write_csv
 from medrepro.errors import ConfigError, DataError
 from medrepro.pinning import MANIFEST_FILE, write_manifest
 from medrepro.shared import breast_phantom
@@ -319,8 +319,7 @@ def generate_cbis_ddsm(raw_root: str | Path, n_patients: int, seed: int,
     for (kind, split), rows in tables.items():
         write_case_descriptions(rows, raw_root / CASE_DESCRIPTION_FILES[(kind, split)], kind)
     truth_table = pd.DataFrame(truth, columns=TRUTH_COLUMNS)
-    with atomic_path(raw_root / TRUTH_FILE) as path:
-        truth_table.to_csv(path, index=False, float_format="%.6f")
+    write_csv(raw_root / TRUTH_FILE, truth_table, float_format="%.6f")  # positions to a millionth of a pixel
     write_manifest(raw_root, raw_root / MANIFEST_FILE)
     log.info("wrote a synthetic CBIS-DDSM (%d patients, %d lesions, %s layout) to %s", n_patients,
              len(truth_table), layout, raw_root)

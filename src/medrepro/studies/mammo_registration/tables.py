@@ -3,8 +3,10 @@
 Input: one per-pair frame per method (``eval/{method}.csv``, the columns of
 :data:`~medrepro.studies.mammo_registration.evaluation.EVAL_COLUMNS`), with an
 optional ``seed`` column for the learned variants (NaN or absent for methods
-run once). Per method the table reports each statistic over the test pairs,
-computed per seed and then averaged over the seeds:
+run once), checked and gathered by :func:`long_scores` into the kernel's long
+format (:mod:`medrepro.scores`: a case is a pair). Per method the table reports
+each statistic over the test pairs, computed per seed and then averaged over
+the seeds:
 
 * ``overlap_rate``: share of pairs whose boxes overlap (the paper: 66.7%);
 * ``giou_loss_mean``/``_median``/``_sd`` (sample SD, ddof=1, over pairs);
@@ -13,22 +15,21 @@ computed per seed and then averaged over the seeds:
   rates; NaN for a method run once).
 
 The Wilcoxon tests pair the methods on the pair name; a method with several
-seeds contributes each pair's mean over its seeds.
+seeds contributes each pair's mean over its seeds. The CSVs keep every digit.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path, write_csv, write_text
 from medrepro.errors import DataError
-from medrepro.stats import paired_wilcoxon
-from medrepro.studies.mammo_registration.evaluation import check_scores
+from medrepro.scores import SOURCE, check_long
+from medrepro.stats import RESULT_COLUMNS, paired_wilcoxon
+from medrepro.studies.mammo_registration.evaluation import SCORE_COLUMNS, check_scores
 from medrepro.tables import latex_escape, latex_float, latex_row, order_with_extras
 
 PAPER_OVERLAP_RATE = 0.667
@@ -39,10 +40,7 @@ TABLE_COLUMNS = [
     "centre_distance_median_px", "masked_mse_mean", "n_seeds", "overlap_rate_seed_sd",
 ]
 WILCOXON_METRICS = ("giou_loss", "centre_distance_px")
-WILCOXON_COLUMNS = [
-    "metric", "method_a", "method_b", "n_pairs", "median_diff", "statistic", "p_value", "p_bonferroni",
-    "n_comparisons",
-]
+WILCOXON_COLUMNS = RESULT_COLUMNS
 
 _METHOD_NAMES = {
     "unregistered": "Unregistered", "identity": "Unregistered", "prior": "45-degree prior",
@@ -70,31 +68,41 @@ def _source(sources: Mapping[str, object] | None, method: str):
     return (sources or {}).get(method) or f"per-pair scores of method {method!r}"
 
 
-def _checked_frames(per_pair_by_method: Mapping[str, pd.DataFrame], sources) -> dict[str, pd.DataFrame]:
+def long_scores(per_pair_by_method: Mapping[str, pd.DataFrame],
+                sources: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """Per-pair frames by method, each checked, as the long format: method, seed, case (the pair), the scores.
+
+    ``sources`` maps a method to the file its frame was read from: it becomes
+    each row's ``source`` and is named in any ``DataError`` (missing column,
+    repeated pair, non-finite score, empty frame).
+    """
     if not per_pair_by_method:
         raise DataError(None, "no method to tabulate: pass at least one per-pair frame")
-    frames = {}
+    frames = []
     for method, frame in per_pair_by_method.items():
         source = _source(sources, method)
         check_scores(frame, source)
         if len(frame) == 0:
             raise DataError(source, "has no test pair")
-        frames[method] = frame if "seed" in frame.columns else frame.assign(seed=np.nan)
-    return frames
+        seed = frame["seed"] if "seed" in frame.columns else float("nan")
+        frames.append(pd.DataFrame({"method": method, "seed": seed, "case": frame["pair"].astype(str),
+                                    **{column: frame[column].astype(float) for column in SCORE_COLUMNS},
+                                    SOURCE: str(source)}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _by_seed(frame: pd.DataFrame, source):
     """The frame grouped by seed (-1 for a method run once), every seed with the same pairs."""
     seeds = frame["seed"].fillna(-1)
-    pair_sets = frame.groupby(seeds, sort=True)["pair"].apply(frozenset)
+    pair_sets = frame.groupby(seeds, sort=True)["case"].apply(frozenset)
     if pair_sets.nunique() != 1:
         sizes = {seed: len(p) for seed, p in pair_sets.items()}
         raise DataError(source, f"the seeds were evaluated on different test pairs (pairs per seed: {sizes})")
     return frame.groupby(seeds, sort=True)
 
 
-def _method_row(method: str, frame: pd.DataFrame, source) -> dict:
-    by_seed = _by_seed(frame, source)
+def _method_row(method: str, frame: pd.DataFrame) -> dict:
+    by_seed = _by_seed(frame, frame[SOURCE].iloc[0] if SOURCE in frame else _source(None, method))
     row = {"method": method, "n_pairs": int(by_seed.size().iloc[0])}
     seed_overlap_rates = None
     for column, values, reducer in _STATISTICS:
@@ -107,27 +115,21 @@ def _method_row(method: str, frame: pd.DataFrame, source) -> dict:
     return row
 
 
-def registration_table(
-    per_pair_by_method: Mapping[str, pd.DataFrame],
-    methods_order: Sequence[str] = METHOD_ORDER,
-    sources: Mapping[str, object] | None = None,
-) -> pd.DataFrame:
+def registration_table(scores: pd.DataFrame, methods_order: Sequence[str] = METHOD_ORDER) -> pd.DataFrame:
     """One row per method (:data:`TABLE_COLUMNS`) in ``methods_order``, unlisted methods appended (sorted).
 
-    ``sources`` maps a method to the file its frame was read from, named in
-    any ``DataError`` (missing column, repeated pair, non-finite score, seeds
-    evaluated on different pairs).
+    ``scores`` is :func:`long_scores`' frame; seeds of a method evaluated on
+    different pairs are a ``DataError`` naming the method's file.
     """
-    frames = _checked_frames(per_pair_by_method, sources)
-    rows = [_method_row(method, frames[method], _source(sources, method))
-            for method in order_with_extras(list(frames), methods_order)]
+    check_long(scores, SCORE_COLUMNS)
+    methods = order_with_extras(scores["method"].unique().tolist(), methods_order)
+    rows = [_method_row(method, scores[scores["method"] == method]) for method in methods]
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
 def wilcoxon_table(
-    per_pair_by_method: Mapping[str, pd.DataFrame],
+    scores: pd.DataFrame,
     methods_order: Sequence[str] = METHOD_ORDER,
-    sources: Mapping[str, object] | None = None,
     metrics: Sequence[str] = WILCOXON_METRICS,
 ) -> pd.DataFrame:
     """Paired two-sided Wilcoxon tests of every two methods on each metric, Bonferroni-corrected per metric.
@@ -136,15 +138,8 @@ def wilcoxon_table(
     that comparison's ``n_pairs``. ``median_diff`` is the median of a - b,
     ``method_a`` the earlier of the two in ``methods_order``.
     """
-    frames = _checked_frames(per_pair_by_method, sources)
-    long = []
-    for method, frame in frames.items():
-        pair_means = frame.groupby("pair", sort=False)[list(metrics)].mean().reset_index()
-        long.append(pair_means.assign(dataset="mammo_registration", method=method,
-                                      moving=pair_means["pair"], fixed=pair_means["pair"]))
-    order = order_with_extras(list(frames), methods_order)
-    tests = paired_wilcoxon(pd.concat(long, ignore_index=True), metrics=metrics, methods_order=order)
-    return tests[WILCOXON_COLUMNS].reset_index(drop=True)
+    order = order_with_extras(scores["method"].unique().tolist(), methods_order)
+    return paired_wilcoxon(scores, metrics, methods_order=order)
 
 
 # --- Renderings --------------------------------------------------------------------------------
@@ -203,23 +198,3 @@ def render_latex(table: pd.DataFrame, label: str = "tab:mammo_registration",
         fields = [display_method(record["method"]), *_cells(record)]
         body.append(latex_row([latex_escape(f) for f in fields]))
     return latex_float("l" + "r" * (len(_HEADER) - 1), _HEADER, body, table_caption(table, paper_method), label)
-
-
-def write_tables(
-    table: pd.DataFrame,
-    csv_path: str | Path | None = None,
-    markdown_path: str | Path | None = None,
-    latex_path: str | Path | None = None,
-    wilcoxon: pd.DataFrame | None = None,
-    wilcoxon_path: str | Path | None = None,
-) -> None:
-    """Write the table's CSV and renderings and the Wilcoxon CSV, each atomically; None paths are skipped."""
-    if csv_path is not None:
-        write_csv(csv_path, table)
-    if markdown_path is not None:
-        write_text(markdown_path, render_markdown(table))
-    if latex_path is not None:
-        write_text(latex_path, render_latex(table))
-    if wilcoxon is not None and wilcoxon_path is not None:
-        with atomic_path(wilcoxon_path) as tmp:
-            wilcoxon.to_csv(tmp, index=False)

@@ -15,19 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path
+from medrepro.atomic import atomic_path, write_csv
 from medrepro.runner import Job
+from medrepro.steps import synthesize_step
 from medrepro.studies.chest.steps import obtain  # noqa: F401  (the same verification as the chest datasets)
+from medrepro.studies.chest.tables import FLOAT_FORMAT
 
 log = logging.getLogger(__name__)
 
 SHARD_KEYS = ("names", "images", "masks", "atlas_index", "atlas_ncc", "aligned")
 REPRESENTATIONS = ("pca32", "ae32", "ctr_threshold")
-
-
-def _write_csv(table: pd.DataFrame, path: str) -> None:
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def _save_npz(path: str, **arrays) -> None:
@@ -50,8 +47,9 @@ def synthesize(job: Job) -> None:
     from medrepro.studies.chest.cxr14.synthetic import generate_cxr14
 
     p = job.params
-    truth = generate_cxr14(job.output._0, n_images=p.n_images, seed=p.seed, poor_fraction=p.poor_fraction,
-                           image_size=p.image_size, enlarged_fraction=p.enlarged_fraction)
+    truth = synthesize_step(job, lambda out: generate_cxr14(out, n_images=p.n_images, seed=p.seed,
+                                                            poor_fraction=p.poor_fraction, image_size=p.image_size,
+                                                            enlarged_fraction=p.enlarged_fraction))
     log.info("wrote %d synthetic ChestX-ray14 images (%d with cardiomegaly, %d poor)", len(truth),
              int(truth["cardiomegaly"].sum()), int((truth["quality"] == "poor").sum()))
 
@@ -71,7 +69,7 @@ def manifest(job: Job) -> None:
     out = pd.DataFrame({"image": table["Image Index"], "patient_id": table["Patient ID"],
                         "finding_labels": table["Finding Labels"],
                         "shard": np.arange(len(table)) // p.shard_size})
-    _write_csv(out, job.output.manifest)
+    write_csv(job.output.manifest, out, FLOAT_FORMAT)
     log.info("%d images in %d shards of up to %d", len(out), out["shard"].nunique(), p.shard_size)
 
 
@@ -154,14 +152,14 @@ def rca(job: Job) -> None:
     table = pd.DataFrame({"image": shard["names"], "dice": result.predicted_dice,
                           "best_reference": atlas["atlas_names"][result.best_reference],
                           "prealigned": shard["aligned"]})
-    _write_csv(table, job.output.scores)
+    write_csv(job.output.scores, table, FLOAT_FORMAT)
     log.info("shard %s: median RCA Dice %.3f", job.wildcards.shard, float(np.median(result.predicted_dice)))
 
 
 def rca_scores_table(job: Job) -> None:
     """All shards' RCA scores in manifest order."""
     scores = pd.concat([pd.read_csv(path, dtype={"image": str}) for path in job.input.scores], ignore_index=True)
-    _write_csv(scores, job.output.scores)
+    write_csv(job.output.scores, scores, FLOAT_FORMAT)
 
 
 # ----------------------------------------------------------- validation
@@ -182,7 +180,7 @@ def rca_validation(job: Job) -> None:
     predicted = rca_scores(model, atlas["held_out_images"], seg.masks, atlas["atlas_images"], atlas["atlas_labels"],
                            n_classes, batch_size=p.batch_size, device=device).predicted_dice
     per_image = pd.DataFrame({"image": atlas["held_out_names"], "real_dice": real, "rca_dice": predicted})
-    _write_csv(per_image, job.output.per_image)
+    write_csv(job.output.per_image, per_image, FLOAT_FORMAT)
     summary = pd.DataFrame([{
         "dataset": p.dataset, "n_images": len(per_image),
         "pearson_r": stats.pearsonr(real, predicted).statistic if len(real) > 2 else np.nan,
@@ -190,7 +188,7 @@ def rca_validation(job: Job) -> None:
         "mae": float(np.mean(np.abs(predicted - real))),
         "mean_real_dice": float(np.mean(real)), "mean_rca_dice": float(np.mean(predicted)),
     }])
-    _write_csv(summary, job.output.table)
+    write_csv(job.output.table, summary, FLOAT_FORMAT)
     job.cells = {"key_columns": ["dataset"], "rows": {p.dataset: [job.input.atlases, job.input.model]}}
     log.info("RCA validation on %d held-out images: %s", len(per_image), summary.iloc[0].to_dict())
 
@@ -211,8 +209,8 @@ def cohort(job: Job) -> None:
                                  read_published_rca(job.input.published_rca), p.published_threshold, p.seed,
                                  labels_path=job.input.published_labels, rca_path=job.input.published_rca)
     table = pd.DataFrame([{"source": p.source_name, **counts}, {"source": "published", **published}])
-    _write_csv(table, job.output.table)
-    _write_csv(members, job.output.members)
+    write_csv(job.output.table, table, FLOAT_FORMAT)
+    write_csv(job.output.members, members, FLOAT_FORMAT)
     job.cells = {"key_columns": ["source"],
                  "rows": {p.source_name: [job.input.manifest, job.input.scores],
                           "published": [job.input.published_labels, job.input.published_rca]}}
@@ -266,7 +264,7 @@ def svm(job: Job) -> None:
     }
     table = pd.DataFrame([{"representation": name, "accuracy_mean": r["accuracy_mean"],
                            "accuracy_sd": r["accuracy_sd"], "folds": r["folds"]} for name, r in results.items()])
-    _write_csv(table, job.output.table)
+    write_csv(job.output.table, table, FLOAT_FORMAT)
     job.cells = {"key_columns": ["representation"], "rows": {name: [job.input.features] for name in results}}
     job.extra["fold_accuracies"] = {name: r["fold_accuracies"] for name, r in results.items()}
     log.info("cardiomegaly SVM: %s", table.to_dict("records"))

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medrepro.atomic import atomic_dir, atomic_path
+from medrepro.atomic import atomic_dir, atomic_path, write_csv
 from medrepro.sourcing import MANIFEST_FILE, write_manifest
 from medrepro.studies.chest.synthetic import (
     CARDIOMEGALY_CTR,
@@ -318,8 +318,7 @@ def generate_cxr14(
             truth_rows.append(truth)
         write_label_table(tmp / cxr14.LABEL_TABLE, table_rows)
         truth_table = pd.DataFrame(truth_rows)
-        with atomic_path(tmp / TRUTH_FILE) as path:
-            truth_table.to_csv(path, index=False)
+        write_csv(tmp / TRUTH_FILE, truth_table)
         write_manifest(tmp, tmp / MANIFEST_FILE)
     n_poor = int((truth_table["quality"] == POOR).sum())
     log.info("wrote %d synthetic %s images (%d poor) to %s", len(truth_table), DATASET, n_poor, raw_root)
