@@ -8,14 +8,13 @@ module stays fast; itk loads once per module (first registration).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
 from medrepro.errors import ConfigError, DataError
 from medrepro import elastix as E
+from conftest import REPO
 from support.elastix_maps import bspline, similarity
 from support.phantoms import make_phantom
 
@@ -334,7 +333,7 @@ def test_a_bspline_registration_runs_at_two_threads_without_crashing():
     import subprocess
     import sys
 
-    script = _TWO_THREAD_REGISTRATION.format(tests=str(Path(__file__).parents[1]), threads=2)
+    script = _TWO_THREAD_REGISTRATION.format(tests=str(REPO / "tests"), threads=2)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, f"exit {run.returncode}: {run.stderr[-2000:]}"
     before, after = map(float, run.stdout.split())
