@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medrepro import boxes as box_ops
+from medrepro.losses import focal_terms
 from medrepro.atomic import atomic_path
 from medrepro.device import place, resolve_device
 from medrepro.errors import DataError
@@ -163,11 +164,9 @@ def detection_targets(boxes: list[np.ndarray], image_shape: tuple[int, int],
 
 
 def _focal_loss(logits: torch.Tensor, heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Penalty-reduced focal loss summed over cells, per centre; log-sigmoids keep it finite for any logit."""
-    probability = torch.sigmoid(logits)
-    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-    positive = -((1 - probability) ** FOCAL_ALPHA) * log_p * mask
-    negative = -((1 - heatmap) ** FOCAL_BETA) * probability**FOCAL_ALPHA * log_not_p * (1 - mask)
+    """Penalty-reduced focal loss summed over cells, per centre: the kernel's binary focal terms with the
+    centres as positives and negatives down-weighted by ``(1 - heatmap)^beta`` near a centre."""
+    positive, negative = focal_terms(logits, mask, FOCAL_ALPHA, negative_weight=(1 - heatmap) ** FOCAL_BETA)
     return (positive.sum() + negative.sum()) / mask.sum().clamp(min=1.0)
 
 
