@@ -36,3 +36,14 @@ def smoke_run(tmp_path_factory) -> Path:
 def smoke_run_again(tmp_path_factory) -> Path:
     """A second smoke run from empty, into another directory (for the identical-bytes test)."""
     return run_smoke(tmp_path_factory, "smoke_again")
+
+
+@pytest.fixture(scope="module")
+def restore_thread_count():
+    """Torch's thread count as it was before the module: its training runs set their own (one thread is fastest on
+    shared CPUs), and other modules keep theirs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
