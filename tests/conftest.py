@@ -64,3 +64,14 @@ def study_plans(tmp_path_factory) -> dict[str, dict[str, int]]:
     plans = {study: dry_run(smoke_config_with(folder, f"[{study}]"), folder / study)[0] for study in STUDIES}
     plans["all"] = dry_run("config/smoke.yaml", folder / "all")[0]
     return plans
+
+
+@pytest.fixture(scope="module")
+def restore_thread_count():
+    """Torch's thread count as it was before the module: its training runs set their own (one thread is fastest on
+    shared CPUs), and other modules keep theirs."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -30,8 +30,7 @@ def _timed_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 def _report():
-    script = sys.modules.get("snakemake.script")
-    job = getattr(script, "snakemake", None)
+    job = getattr(sys.modules.get("__main__"), "snakemake", None)  # the script preamble's job object
     target = os.environ.get("MEDREPRO_IMPORT_LOG")
     if job is None or not target:
         return

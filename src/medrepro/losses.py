@@ -1,4 +1,4 @@
-"""Functional losses for learned registration, apart from any study's loss composition.
+"""Functional losses for learned registration and detection, apart from any study's loss composition.
 
 Each takes tensors and returns a scalar tensor; none holds state. Images and
 masks are (B, C, H, W) in 2-D or (B, C, D, H, W) in 3-D; displacements carry
@@ -7,7 +7,10 @@ one channel per spatial axis (x first).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medrepro import boxes
@@ -130,3 +133,69 @@ def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor, reduction: s
     if reduction == "none":
         return values
     return values.sum() if reduction == "sum" else values.mean()
+
+
+def focal_terms(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+                negative_weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The elementwise positive and negative parts of the binary focal loss (Lin et al. 2017) of ``logits``.
+
+    With ``p = sigmoid(logits)`` and 0/1 targets ``t``: positive
+    ``-(1 - p)^gamma log(p) t``, negative ``-w p^gamma log(1 - p) (1 - t)``,
+    where ``w`` is ``negative_weight`` (1 when None; CenterNet's
+    penalty-reduced variant down-weights negatives near a centre with it).
+    The logs are log-sigmoids, finite for any logit. ``gamma < 1`` has an
+    infinite gradient where p reaches exactly 0 or 1.
+    """
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    probability = torch.sigmoid(logits)
+    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
+    positive = -((1 - probability) ** gamma) * log_p * target
+    modulating = -(probability**gamma) if negative_weight is None else -negative_weight * probability**gamma
+    negative = modulating * log_not_p * (1 - target)
+    return positive, negative
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
+               alpha: float | Sequence[float] | None = None, softmax: bool = False,
+               reduction: str = "mean") -> torch.Tensor:
+    """Focal loss of (B, C, ...) logits against targets of the same shape: binary, or multi-class with ``softmax``.
+
+    Binary (each element its own sigmoid, 0/1 targets): :func:`focal_terms`
+    summed, with ``alpha`` (a number) weighting positives by ``alpha`` and
+    negatives by ``1 - alpha``; the same values as MONAI's ``FocalLoss()``.
+    Multi-class (softmax over C, one-hot targets): ``-sum_c a_c (1 - p_c)^gamma
+    log(p_c) t_c`` per element, with ``alpha`` one weight per class (None: 1).
+    The classes are summed, so that ``gamma = 0`` is the cross-entropy; MONAI's
+    ``FocalLoss(use_softmax=True)`` also averages over them (C times less).
+    ``reduction``: "mean" or "sum" over every value, or "none" for the map
+    ((B, C, ...) binary, (B, ...) multi-class).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    values = _softmax_focal(logits, target, gamma, alpha) if softmax else _sigmoid_focal(logits, target, gamma, alpha)
+    if reduction == "none":
+        return values
+    return values.sum() if reduction == "sum" else values.mean()
+
+
+def _sigmoid_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float, alpha: float | None) -> torch.Tensor:
+    if alpha is not None and not isinstance(alpha, (int, float)):
+        raise ValueError(f"the binary focal loss takes one alpha (the positives' weight), got {alpha!r}")
+    positive, negative = focal_terms(logits, target, gamma)
+    return positive + negative if alpha is None else alpha * positive + (1 - alpha) * negative
+
+
+def _softmax_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float,
+                   alpha: Sequence[float] | None) -> torch.Tensor:
+    if logits.shape != target.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in shape")
+    log_p = F.log_softmax(logits, dim=1)
+    values = -((1 - log_p.exp()) ** gamma) * log_p * target
+    if alpha is not None:
+        weights = torch.as_tensor(alpha, dtype=values.dtype, device=values.device)
+        if weights.ndim != 1 or len(weights) != logits.shape[1]:
+            raise ValueError(f"the multi-class focal loss takes one alpha per class ({logits.shape[1]}), "
+                             f"got {alpha!r}")
+        values = values * weights.view(-1, *[1] * (logits.ndim - 2))
+    return values.sum(dim=1)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medrepro.config_check import check_config, config_problems, describe, key_path, show_value
+from medrepro.config_check import check_config, config_problems, describe, key_path, load_schema, show_value
 from medrepro.errors import ConfigError
 
 from conftest import REPO
@@ -59,6 +59,51 @@ def test_a_valid_config_passes_and_gets_the_defaults_of_a_referenced_file(schema
     config = {"seed": 1, "part": {"steps": 2, "shares": [0.5, 0.25, 0.25]}}
     check_config(config, schema)
     assert config["part"]["padding"] == 4  # the default lives in part.schema.yaml, behind a $ref
+
+
+DEFINITIONS = """
+$schema: "https://json-schema.org/draft/2020-12/schema"
+$defs:
+  positive_int: {type: integer, minimum: 1}
+  count_or_null: {oneOf: [{type: "null"}, {$ref: "#/$defs/positive_int"}]}
+  schedule:
+    type: object
+    additionalProperties: false
+    required: [steps]
+    properties:
+      steps: {$ref: "#/$defs/positive_int"}
+      log_every: {$ref: "#/$defs/positive_int", default: 1}
+"""
+SHARING = """
+$schema: "https://json-schema.org/draft/2020-12/schema"
+type: object
+additionalProperties: false
+properties:
+  schedule: {$ref: "definitions.schema.yaml#/$defs/schedule"}
+  workers: {$ref: "definitions.schema.yaml#/$defs/count_or_null"}
+"""
+
+
+@pytest.fixture
+def shared_schema(tmp_path):
+    """A study schema (behind the top one) whose keys are definitions in a third file, which refers within itself."""
+    (tmp_path / "top.schema.yaml").write_text(TOP)
+    (tmp_path / "part.schema.yaml").write_text(SHARING)
+    (tmp_path / "definitions.schema.yaml").write_text(DEFINITIONS)
+    return tmp_path / "top.schema.yaml"
+
+
+def test_definitions_in_a_shared_file_validate_describe_and_fill_defaults(shared_schema):
+    config = {"seed": 0, "part": {"schedule": {"steps": 3}, "workers": None}}
+    check_config(config, shared_schema)
+    assert config["part"]["schedule"] == {"steps": 3, "log_every": 1}  # a default two $refs away, in another file
+    assert _problem_text({"seed": 0, "part": {"schedule": {"steps": 0}}}, shared_schema) == (
+        "config: part.schedule.steps = 0: must be a whole number >= 1")
+    assert _problem_text({"seed": 0, "part": {"workers": 0}}, shared_schema) == (
+        "config: part.workers = 0: must be null or a whole number >= 1")  # a $ref inside the shared file
+    assert _problem_text({"seed": 0, "part": {"schedule": {"steps": 1, "stepz": 2}}}, shared_schema) == (
+        "config: unknown key part.schedule.stepz; allowed keys under part.schedule: steps, log_every "
+        "(did you mean steps?)")
 
 
 def test_unknown_keys_name_their_place_and_the_allowed_keys(schema):
@@ -176,6 +221,26 @@ def test_the_workflow_schema_refuses_what_later_steps_would_fail_on(override, ex
     _merge(config, override)
     problems = config_problems(config, WORKFLOW_SCHEMA)
     assert len(problems) == 1 and expected in problems[0].text, problems
+
+
+def _refs(schema):
+    if isinstance(schema, dict):
+        yield from ([schema["$ref"]] if "$ref" in schema else [])
+        for value in schema.values():
+            yield from _refs(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _refs(value)
+
+
+def test_every_ref_in_the_workflow_schemas_resolves():
+    """Shared definitions live in definitions.schema.yaml; a $ref to a missing one fails here, not in a user's run."""
+    _, registry = load_schema(WORKFLOW_SCHEMA)
+    files = sorted(WORKFLOW_SCHEMA.parent.glob("*.schema.yaml"))
+    refs = [(path, ref) for path in files for ref in _refs(yaml.safe_load(path.read_text()))]
+    assert any(ref.startswith("definitions.schema.yaml#") for _, ref in refs)
+    for path, ref in refs:
+        registry.resolver(path.resolve().as_uri()).lookup(ref)  # raises for a ref to nowhere
 
 
 def test_the_schema_check_stands_alone_without_snakemake(tmp_path):

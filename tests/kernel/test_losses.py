@@ -1,11 +1,14 @@
-"""Loss terms against direct NumPy formulas."""
+"""Loss terms against direct NumPy formulas, and the focal loss against MONAI's."""
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from monai.losses import FocalLoss
 
-from medrepro.losses import ncc_loss, onehot_cross_entropy, total_variation
+from medrepro.losses import focal_loss, focal_terms, ncc_loss, onehot_cross_entropy, total_variation
 from medrepro.warp import to_onehot
+from support.phantoms import make_phantom
 
 
 def numpy_ncc_loss(warped: np.ndarray, fixed: np.ndarray, eps: float = 1e-8) -> float:
@@ -123,3 +126,95 @@ def test_cross_entropy_in_3d_matches_numpy(rng):
     t = np.eye(3)[rng.integers(0, 3, (2, 4, 5, 6))].transpose(0, 4, 1, 2, 3)
     got = onehot_cross_entropy(torch.from_numpy(p), torch.from_numpy(t)).item()
     assert got == pytest.approx(numpy_ce(p, t), rel=1e-6)
+
+
+# ---------------------------------------------------------------- the focal loss
+
+
+@pytest.fixture(scope="module")
+def segmentation():
+    """A phantom's labels, one-hot (B, 4, H, W), and the logits of a noisy prediction of them."""
+    labels = np.stack([make_phantom(48, seed)[1] for seed in range(3)])
+    target = to_onehot(torch.from_numpy(labels.astype(np.int64)), 4)
+    noise = torch.from_numpy(np.random.default_rng(5).normal(0, 1.5, target.shape).astype(np.float32))
+    return 3.0 * target - 1.5 + noise, target, torch.from_numpy(labels.astype(np.int64))
+
+
+@pytest.mark.parametrize("gamma, alpha", [(2.0, None), (2.0, 0.25), (0.5, 0.75), (3.0, None)])
+def test_binary_focal_loss_matches_monai(segmentation, gamma, alpha):
+    logits, target, _ = segmentation
+    monai = FocalLoss(gamma=gamma, alpha=alpha, reduction="none")(logits, target)
+    torch.testing.assert_close(focal_loss(logits, target, gamma, alpha, reduction="none"), monai)
+    assert focal_loss(logits, target, gamma, alpha).item() == pytest.approx(monai.mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("gamma, alpha", [(2.0, None), (2.0, [0.1, 0.3, 0.3, 0.3]), (1.0, [1.0, 2.0, 2.0, 4.0])])
+def test_multiclass_focal_loss_matches_monai_summed_over_classes(segmentation, gamma, alpha):
+    logits, target, _ = segmentation
+    monai = FocalLoss(gamma=gamma, alpha=torch.tensor(alpha) if alpha else None, use_softmax=True,
+                      reduction="none")(logits, target)
+    got = focal_loss(logits, target, gamma, alpha, softmax=True, reduction="none")
+    torch.testing.assert_close(got, monai.sum(dim=1))
+    assert focal_loss(logits, target, gamma, alpha, softmax=True, reduction="sum").item() == pytest.approx(
+        monai.sum().item(), rel=1e-5)
+
+
+def test_gamma_zero_is_the_cross_entropy(segmentation):
+    logits, target, labels = segmentation
+    assert focal_loss(logits, target, gamma=0.0).item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(logits, target).item(), rel=1e-6)
+    assert focal_loss(logits, target, gamma=0.0, softmax=True).item() == pytest.approx(
+        F.cross_entropy(logits, labels).item(), rel=1e-6)
+
+
+def test_focusing_lowers_the_loss_of_well_classified_elements(segmentation):
+    logits, target, _ = segmentation
+    values = [focal_loss(logits, target, gamma).item() for gamma in (0.0, 1.0, 2.0, 5.0)]
+    assert values == sorted(values, reverse=True) and values[-1] > 0
+
+
+def test_all_zero_targets_give_finite_values_and_gradients(segmentation):
+    logits = segmentation[0].clone().requires_grad_(True)
+    empty = torch.zeros_like(logits)
+    binary = focal_loss(logits, empty)
+    assert binary.item() == pytest.approx(FocalLoss()(logits.detach(), empty).item(), rel=1e-5)
+    binary.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    logits.grad = None
+    multiclass = focal_loss(logits, empty, softmax=True)  # no class present anywhere: nothing to score
+    multiclass.backward()
+    assert multiclass.item() == 0.0 and torch.count_nonzero(logits.grad) == 0
+
+
+def test_extreme_logits_keep_the_focal_loss_finite():
+    logits = torch.tensor([[[-200.0, -30.0, 0.0, 30.0, 200.0]]], requires_grad=True)
+    target = torch.tensor([[[1.0, 0.0, 1.0, 1.0, 0.0]]])
+    loss = focal_loss(logits, target)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert loss.item() == pytest.approx(FocalLoss()(logits.detach(), target).item(), rel=1e-5)
+
+
+def test_focal_terms_split_the_binary_loss_and_weight_the_negatives(segmentation):
+    logits, target, _ = segmentation
+    positive, negative = focal_terms(logits, target)
+    assert (positive[target == 0] == 0).all() and (negative[target == 1] == 0).all()
+    torch.testing.assert_close(positive + negative, focal_loss(logits, target, reduction="none"))
+    weight = torch.rand(target.shape, generator=torch.Generator().manual_seed(0))
+    weighted_positive, weighted = focal_terms(logits, target, negative_weight=weight)
+    assert torch.equal(weighted_positive, positive)
+    torch.testing.assert_close(weighted, weight * negative)
+
+
+def test_focal_loss_refuses_bad_arguments(segmentation):
+    logits, target, _ = segmentation
+    with pytest.raises(ValueError, match="differ in shape"):
+        focal_loss(logits, target[:, :1])
+    with pytest.raises(ValueError, match="differ in shape"):
+        focal_loss(logits, target[:, :1], softmax=True)
+    with pytest.raises(ValueError, match="reduction"):
+        focal_loss(logits, target, reduction="batch")
+    with pytest.raises(ValueError, match="one alpha per class"):
+        focal_loss(logits, target, alpha=[0.5, 0.5], softmax=True)
+    with pytest.raises(ValueError, match="one alpha"):
+        focal_loss(logits, target, alpha=[0.5, 0.5, 0.5, 0.5])

@@ -399,7 +399,7 @@ def test_a_training_cancelled_mid_run_resumes_from_its_checkpoint(slurm_run, smo
     cancelled = slurm_run.faults.cancelled
     dataset, method, seed, step = (cancelled[k] for k in ("dataset", "method", "seed", "checkpoint_step"))
     record = record_of(slurm_run.records, "chest_train_registration", dataset=dataset, seed=seed, method=method)
-    steps = record["params"]["steps"]
+    steps = record["params"]["training"]["steps"]
     assert 0 < step < steps
     assert record["host"]["slurm_job_id"] != cancelled["job_id"]
     training = record["extra"]["training"]

@@ -74,6 +74,13 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
 
 
+def section_without(section, *keys):
+    """A config section as a training rule's params (whole: the step rejects a key it does not know), less the
+    `keys` that other rules read: Snakemake reruns a job whose params changed, and adding a method to a
+    section's list of methods must not retrain the others."""
+    return {key: value for key, value in section.items() if key not in keys}
+
+
 def raw_dir(name, settings):
     """Native files of dataset `name`: a user-placed copy for source 'verify', else generated or
     downloaded ones under results/raw/."""

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from medrepro.atomic import atomic_path
-from medrepro.errors import DataError
+from medrepro.errors import ConfigError, DataError
 from medrepro.io.csv_files import read_csv_file
 from medrepro.progress import progress_bar
 from medrepro.tables import require_columns
@@ -66,6 +66,36 @@ class TrainingSettings:
 
     def replace(self, **changes) -> "TrainingSettings":
         return dataclasses.replace(self, **changes)
+
+    def with_default_epoch(self, steps_per_epoch: int) -> "TrainingSettings":
+        """These settings with the trainer's ``steps_per_epoch`` where they give none, and ``val_every`` once per
+        epoch where they give none."""
+        steps_per_epoch = self.steps_per_epoch or steps_per_epoch
+        return self.replace(steps_per_epoch=steps_per_epoch, val_every=self.val_every or steps_per_epoch)
+
+    @classmethod
+    def from_section(cls, section: Mapping, *, method_keys: Iterable[str] = (), **run) -> "TrainingSettings":
+        """Settings from a config section of training: its keys in :data:`SECTION_KEYS`, plus ``run`` (files,
+        seed, device, threads, ...).
+
+        ``method_keys`` are the section's keys that the trainer reads itself
+        (a loss weight, a noise level). Any other key is a ConfigError naming
+        it and the keys allowed, so that no setting in the section is ignored.
+        """
+        method_keys = list(method_keys)
+        unknown = [key for key in section if key not in SECTION_KEYS and key not in method_keys]
+        if unknown:
+            raise ConfigError(f"unknown training setting {', '.join(map(str, unknown))}; this training section "
+                              f"takes {', '.join([*SECTION_KEYS, *method_keys])}")
+        if "steps" not in section:
+            raise ConfigError("the training section has no steps")
+        return cls(**{SECTION_KEYS[key]: value for key, value in section.items() if key in SECTION_KEYS}, **run)
+
+
+# The schedule keys of a config section and the setting each fills (the config spells out learning_rate).
+SECTION_KEYS = {"steps": "steps", "batch_size": "batch_size", "learning_rate": "lr",
+                "steps_per_epoch": "steps_per_epoch", "val_every": "val_every", "log_every": "log_every",
+                "checkpoint_every": "checkpoint_every"}
 
 
 def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:

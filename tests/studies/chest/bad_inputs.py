@@ -109,8 +109,9 @@ def autoencoder_with_corrupt_checkpoints(case: Path, stock: Stock) -> StepRun:
     models = case / "results" / "JSRT" / "models"
     return StepRun("chest_train_autoencoder", "medrepro.studies.chest.steps:train_autoencoder",
                    {"model": str(models / "autoencoder.pt"), "losses": str(models / "autoencoder.losses.csv")},
-                   {"seed": 0, "steps": 4, "batch_size": 2, "learning_rate": 1e-3, "noise_p": 0.1,
-                    "augmented_masks": 0, "checkpoint_every": 2, "checkpoint": str(checkpoint)},
+                   {"seed": 0, "training": {"steps": 4, "batch_size": 2, "learning_rate": 1e-3, "noise_p": 0.1,
+                                            "augmented_masks": 0, "checkpoint_every": 2},
+                    "checkpoint": str(checkpoint)},
                    {"arrays": str(arrays), "split": str(split_file)}, {"dataset": "JSRT", "seed": "0"})
 
 

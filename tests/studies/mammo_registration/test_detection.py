@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ from medrepro.studies.mammo_registration.detection import (
     DETECTOR_KIND, OUTPUT_STRIDE, LesionDetector, decode_boxes, detection_loss, detection_targets, lesion_radius,
     load_detector, output_shape, train_detector, trunk_state_from_detector, write_trunk_weights,
 )
-from medrepro.training import TrainingSettings
 from medrepro.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
+from support import training
 from support.interrupt import Interrupted, kill_at
 
 SIZE = 40
@@ -36,20 +37,10 @@ def bright_squares(n: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     return images, boxes
 
 
-def settings_for(folder, **changes) -> TrainingSettings:
-    values = dict(steps=30, checkpoint_path=folder / "det.ckpt", log_csv=folder / "det.losses.csv",
-                  out_path=folder / "det.pt", batch_size=8, lr=1e-3, seed=5, device="cpu", checkpoint_every=100,
-                  progress=False, steps_per_epoch=10, threads=1)
-    values.update(changes)
-    return TrainingSettings(**values)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_thread_count():
-    """The runs use one thread (shared CPUs make two threads several times slower); others keep theirs."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+# The runs use one thread: shared CPUs make two threads several times slower.
+settings_for = partial(training.settings_for, name="det", steps=30, batch_size=8, lr=1e-3, seed=5,
+                       checkpoint_every=100, steps_per_epoch=10)
+pytestmark = pytest.mark.usefixtures("restore_thread_count")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ through its inverse. Runs use one thread and depth 18 to stay fast.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,8 @@ from medrepro.studies.mammo_registration import losses, networks
 from medrepro.studies.mammo_registration.evaluation import prior_matrices
 from medrepro.studies.mammo_registration.training import (
     KIND, LOG_COLUMNS, build_model, load_registration_model, predict_matrices, train_registration, views_tensor)
-from medrepro.training import TrainingSettings
 from medrepro.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
+from support import training
 from support.interrupt import Interrupted, kill_at
 
 SHAPE = (48, 32)
@@ -49,20 +50,10 @@ def blob_pairs(n: int, seed: int) -> dict[str, np.ndarray]:
             for name, values in arrays.items()}
 
 
-def settings_for(folder, **changes) -> TrainingSettings:
-    values = dict(steps=STEPS, checkpoint_path=folder / "reg.ckpt", log_csv=folder / "reg.losses.csv",
-                  out_path=folder / "reg.pt", batch_size=2, lr=1e-3, seed=1, device="cpu", checkpoint_every=3,
-                  log_every=2, steps_per_epoch=4, val_every=4, threads=1, progress=False)
-    values.update(changes)
-    return TrainingSettings(**values)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_thread_count():
-    """The runs use one thread (shared CPUs make two threads slower); other modules keep their own count."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+# The runs use one thread: shared CPUs make two threads slower.
+settings_for = partial(training.settings_for, name="reg", steps=STEPS, batch_size=2, lr=1e-3, seed=1,
+                       checkpoint_every=3, log_every=2, steps_per_epoch=4, val_every=4)
+pytestmark = pytest.mark.usefixtures("restore_thread_count")
 
 
 @pytest.fixture(scope="module")

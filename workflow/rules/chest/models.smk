@@ -18,12 +18,7 @@ rule chest_train_autoencoder:
     params:
         step="medrepro.studies.chest.steps:train_autoencoder",
         seed=lambda wc: int(wc.seed),
-        steps=CHEST["autoencoder"]["steps"],
-        batch_size=CHEST["autoencoder"]["batch_size"],
-        learning_rate=CHEST["autoencoder"]["learning_rate"],
-        noise_p=CHEST["autoencoder"]["noise_p"],
-        augmented_masks=CHEST["autoencoder"]["augmented_masks"],
-        checkpoint_every=CHEST["autoencoder"]["checkpoint_every"],
+        training=CHEST["autoencoder"],
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/seed{wc.seed}/autoencoder.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
@@ -53,14 +48,7 @@ rule chest_train_registration:
         step="medrepro.studies.chest.steps:train_registration",
         method=lambda wc: wc.method,
         seed=lambda wc: int(wc.seed),
-        steps=CHEST["registration"]["steps"],
-        batch_size=CHEST["registration"]["batch_size"],
-        learning_rate=CHEST["registration"]["learning_rate"],
-        lambda_r=CHEST["registration"]["lambda_r"],
-        lambda_ce=CHEST["registration"]["lambda_ce"],
-        lambda_ae=CHEST["registration"]["lambda_ae"],
-        ce_epsilon=CHEST["registration"]["ce_epsilon"],
-        checkpoint_every=CHEST["registration"]["checkpoint_every"],
+        training=section_without(CHEST["registration"], "methods"),
         checkpoint=lambda wc: f"{RESULTS}/chest/{wc.dataset}/checkpoints/seed{wc.seed}/{wc.method}.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:

@@ -20,13 +20,7 @@ rule mammo_registration_pretrain_detector:
         depth=MAMMO["network"]["depth"],
         trunk_weights=MAMMO["network"]["trunk_weights"],
         weights_dir=f"{MAMMO_DIR}/weights",
-        steps=MAMMO["detection"]["steps"],
-        batch_size=MAMMO["detection"]["batch_size"],
-        learning_rate=MAMMO["detection"]["learning_rate"],
-        steps_per_epoch=MAMMO["detection"]["steps_per_epoch"],
-        val_every=MAMMO["detection"]["val_every"],
-        log_every=MAMMO["detection"]["log_every"],
-        checkpoint_every=MAMMO["detection"]["checkpoint_every"],
+        training=MAMMO["detection"],
         checkpoint=lambda wc: f"{MAMMO_DIR}/checkpoints/seed{wc.seed}/detector.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:
@@ -59,14 +53,7 @@ rule mammo_registration_train:
         prior_angle_deg=MAMMO["network"]["prior_angle_deg"],
         trunk_weights=MAMMO["network"]["trunk_weights"],
         weights_dir=f"{MAMMO_DIR}/weights",
-        giou_weight=MAMMO["registration"]["giou_weight"],
-        steps=MAMMO["registration"]["steps"],
-        batch_size=MAMMO["registration"]["batch_size"],
-        learning_rate=MAMMO["registration"]["learning_rate"],
-        steps_per_epoch=MAMMO["registration"]["steps_per_epoch"],
-        val_every=MAMMO["registration"]["val_every"],
-        log_every=MAMMO["registration"]["log_every"],
-        checkpoint_every=MAMMO["registration"]["checkpoint_every"],
+        training=section_without(MAMMO["registration"], "variants", "eval_batch_size"),
         checkpoint=lambda wc: f"{MAMMO_DIR}/checkpoints/seed{wc.seed}/{wc.variant}.ckpt",
     threads: 1  # CPU runs: two 1-thread jobs beat one 2-thread job; profiles raise it on GPU nodes
     resources:

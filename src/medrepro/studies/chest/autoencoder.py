@@ -11,7 +11,6 @@ without needing clipping). Optimiser: Adam.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,13 +18,12 @@ import torch.nn.functional as F
 
 from medrepro.errors import DataError
 from medrepro.modules import freeze
-from medrepro.modules import count_parameters
 from medrepro.studies.chest.networks import DOWNSAMPLING, MaskAutoencoder
 from medrepro.studies.chest.noise import corrupt_borders
 from medrepro.warp import to_onehot
-from medrepro.training import TrainingSettings, run_resumable_training
+from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
 from medrepro.training.checkpoint import array_fingerprint, load_torch
-from medrepro.device import place, resolve_device, seed_everything
+from medrepro.device import place, resolve_device
 
 AUTOENCODER_KIND = "MaskAutoencoder"
 LOG_COLUMNS = ["step", "epoch", "split", "total", "ce"]
@@ -66,25 +64,10 @@ def reconstruction_loss(
     return F.cross_entropy(logits, target)
 
 
-def _chunked_mean_loss(model: MaskAutoencoder, noisy: np.ndarray, clean: np.ndarray, batch_size: int,
-                       device: torch.device) -> float:
-    total = 0.0
-    for start in range(0, len(clean), batch_size):
-        chunk = slice(start, start + batch_size)
-        total += float(reconstruction_loss(model, noisy[chunk], clean[chunk], device)) * len(clean[chunk])
-    return total / len(clean)
-
-
-def _validator(model: MaskAutoencoder, val_labels: np.ndarray, noise_p: float, seed: int, batch_size: int,
-               device: torch.device) -> Callable[[], dict[str, float]]:
-    """The training objective on the validation masks under one fixed corruption."""
-    val_noisy = corrupt_borders(val_labels, noise_p, np.random.default_rng([seed, VAL_NOISE_STREAM]))
-
-    def validate() -> dict[str, float]:
-        value = _chunked_mean_loss(model, val_noisy, val_labels, batch_size, device)
-        return {"total": value, "ce": value}
-
-    return validate
+def _validation(labels: np.ndarray, noise_p: float, seed: int, batch_size: int) -> ValidationSet:
+    """The validation masks under one fixed corruption, as (noisy, clean) batches."""
+    noisy = corrupt_borders(labels, noise_p, np.random.default_rng([seed, VAL_NOISE_STREAM]))
+    return ValidationSet(len(labels), lambda chunk: (noisy[chunk], labels[chunk]), batch_size)
 
 
 def train_autoencoder(
@@ -107,51 +90,34 @@ def train_autoencoder(
     :func:`medrepro.training.run_resumable_training` for the checkpoint,
     resume and log semantics.
     """
-    batch_size, lr, seed = settings.batch_size, settings.lr, settings.seed
-    log_every, val_every = settings.log_every, settings.val_every
     check_label_stack(labels, n_classes, source)
     if val_labels is not None:
         check_label_stack(val_labels, n_classes, source, "val_labels")
         if val_labels.shape[1:] != labels.shape[1:]:
             raise DataError(source, f"val_labels size {val_labels.shape[1:]} differs from labels {labels.shape[1:]}")
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    size = labels.shape[1]
-    steps_per_epoch = settings.steps_per_epoch or -(-len(labels) // batch_size)
+    trainer = SupervisedTrainer(settings, steps_per_epoch=-(-len(labels) // settings.batch_size))
+    run, device, size = trainer.settings, trainer.device, labels.shape[1]
     config = {
         "kind": AUTOENCODER_KIND, "n_classes": int(n_classes), "size": int(size), "code_dim": int(code_dim),
-        "batch_size": int(batch_size), "lr": float(lr), "noise_p": float(noise_p), "seed": int(seed),
-        "steps_per_epoch": int(steps_per_epoch), "log_every": int(log_every),
-        "val_every": int(val_every or steps_per_epoch) if val_labels is not None else None,
+        "batch_size": int(run.batch_size), "lr": float(run.lr), "noise_p": float(noise_p), "seed": int(run.seed),
+        "steps_per_epoch": int(run.steps_per_epoch), "log_every": int(run.log_every),
+        "val_every": int(run.val_every) if val_labels is not None else None,
         "data_sha256": array_fingerprint(labels),
         "val_sha256": None if val_labels is None else array_fingerprint(val_labels),
     }
+    trainer.build(lambda: MaskAutoencoder(n_classes, size, code_dim))
 
-    seed_everything(seed)
-    model = place(MaskAutoencoder(n_classes, size, code_dim), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
+    def prepare_batch(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        clean = labels[sample_indices(rng, len(labels), run.batch_size)]
+        return corrupt_borders(clean, noise_p, rng), clean
 
-    def train_step(step: int) -> dict[str, float]:
-        clean = labels[sample_indices(rng, len(labels), batch_size)]
-        loss = reconstruction_loss(model, corrupt_borders(clean, noise_p, rng), clean, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = float(loss.detach())
+    def loss(model: MaskAutoencoder, batch: tuple[np.ndarray, np.ndarray]) -> dict[str, torch.Tensor]:
+        value = reconstruction_loss(model, *batch, device)
         return {"total": value, "ce": value}
 
-    validate = None if val_labels is None else _validator(model, val_labels, noise_p, seed, batch_size, device)
-
-    summary = run_resumable_training(
-        settings, model=model, optimizer=optimizer, config=config, generators={"batches": rng},
-        train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch,
-        val_every=config["val_every"] or steps_per_epoch, log_columns=LOG_COLUMNS,
-        kind=AUTOENCODER_KIND, desc="autoencoder",
-    )
-    summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
-    return summary
+    validation = None if val_labels is None else _validation(val_labels, noise_p, run.seed, run.batch_size)
+    return trainer.run(prepare_batch=prepare_batch, loss=loss, validation=validation, config=config,
+                       kind=AUTOENCODER_KIND, log_columns=LOG_COLUMNS, desc="autoencoder")
 
 
 def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> MaskAutoencoder:

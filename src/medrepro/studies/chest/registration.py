@@ -11,21 +11,18 @@ only needed for training; inference uses the two images alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
 from medrepro.errors import DataError
 from medrepro.studies.chest.losses import RegistrationLoss, check_method, uses_ae
-from medrepro.modules import count_parameters
 from medrepro.studies.chest.networks import VectorCNN
 from medrepro.warp import to_onehot, warp, warp_onehot
 from medrepro.studies.chest.autoencoder import check_label_stack, load_autoencoder
 from medrepro.hashing import sha256_file
-from medrepro.training import TrainingSettings, run_resumable_training
+from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
 from medrepro.training.checkpoint import array_fingerprint
-from medrepro.device import place, resolve_device, seed_everything
 
 __all__ = ["train_registration", "sample_pairs", "validation_pairs", "image_tensor", "REGISTRATION_KIND"]
 
@@ -61,44 +58,56 @@ def _check_images(images: np.ndarray, labels: np.ndarray, n_classes: int, source
         raise DataError(source, f"{what} images must be finite floating-point values, got dtype {images.dtype}")
 
 
-class _PairLoss:
+def _check_sets(images: np.ndarray, labels: np.ndarray, val_images: np.ndarray | None, val_labels: np.ndarray | None,
+                n_classes: int, source) -> bool:
+    """Raise unless the training set (and the validation set, when given) can be trained on; whether one is."""
+    _check_images(images, labels, n_classes, source, "training")
+    if len(images) < 2:
+        raise DataError(source, "registration training needs at least two subjects")
+    if val_images is None and val_labels is None:
+        return False
+    if val_images is None or val_labels is None:
+        raise ValueError("give both val_images and val_labels, or neither")
+    _check_images(val_images, val_labels, n_classes, source, "validation")
+    if val_images.shape[1:] != images.shape[1:] or len(val_images) < 2:
+        raise DataError(source, f"validation set {val_images.shape} must hold >= 2 subjects of size {images.shape[1:]}")
+    return True
+
+
+class _Subjects:
+    """Images and labels on the device; a batch is the (moving, fixed) images, and their labels where the loss
+    needs masks, of index pairs."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device, with_labels: bool):
+        self.images = image_tensor(images, device)
+        self.labels = _label_tensor(labels, device) if with_labels else None
+
+    def batch(self, moving_idx: np.ndarray, fixed_idx: np.ndarray) -> tuple:
+        moving_idx, fixed_idx = torch.from_numpy(moving_idx), torch.from_numpy(fixed_idx)
+        labels = (None, None) if self.labels is None else (self.labels[moving_idx], self.labels[fixed_idx])
+        return self.images[moving_idx], self.images[fixed_idx], *labels
+
+
+def _pair_loss(loss_fn: RegistrationLoss, n_classes: int):
     """Warp a batch of moving images (and masks) and evaluate the method's loss."""
 
-    def __init__(self, model: VectorCNN, loss_fn: RegistrationLoss, images: torch.Tensor, labels: torch.Tensor,
-                 n_classes: int):
-        self.model, self.loss_fn = model, loss_fn
-        self.images, self.labels, self.n_classes = images, labels, n_classes
-
-    def __call__(self, moving_idx: np.ndarray, fixed_idx: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        moving_idx, fixed_idx = torch.from_numpy(moving_idx), torch.from_numpy(fixed_idx)
-        moving, fixed = self.images[moving_idx], self.images[fixed_idx]
-        displacement = self.model(moving, fixed)
+    def loss(model: VectorCNN, batch: tuple) -> dict[str, torch.Tensor]:
+        moving, fixed, moving_labels, fixed_labels = batch
+        displacement = model(moving, fixed)
         warped = warp(moving, displacement)
         warped_onehot = fixed_onehot = None
-        if self.loss_fn.needs_masks:
-            warped_onehot = warp_onehot(to_onehot(self.labels[moving_idx], self.n_classes), displacement)
-            fixed_onehot = to_onehot(self.labels[fixed_idx], self.n_classes)
-        return self.loss_fn(warped, fixed, displacement, warped_onehot, fixed_onehot)
+        if loss_fn.needs_masks:
+            warped_onehot = warp_onehot(to_onehot(moving_labels, n_classes), displacement)
+            fixed_onehot = to_onehot(fixed_labels, n_classes)
+        total, terms = loss_fn(warped, fixed, displacement, warped_onehot, fixed_onehot)
+        return {"total": total, **terms}
+
+    return loss
 
 
-def _as_floats(total: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    return {"total": float(total.detach()), **{name: float(value) for name, value in terms.items()}}
-
-
-def _validator(val_loss: _PairLoss, moving: np.ndarray, fixed: np.ndarray,
-               batch_size: int) -> Callable[[], dict[str, float]]:
-    """Loss terms averaged over the fixed validation pairs, ``batch_size`` pairs at a time."""
-
-    def validate() -> dict[str, float]:
-        sums: dict[str, float] = {}
-        for start in range(0, len(moving), batch_size):
-            chunk = slice(start, start + batch_size)
-            count = len(moving[chunk])
-            for name, value in _as_floats(*val_loss(moving[chunk], fixed[chunk])).items():
-                sums[name] = sums.get(name, 0.0) + value * count
-        return {name: value / len(moving) for name, value in sums.items()}
-
-    return validate
+def _validation(subjects: _Subjects, moving: np.ndarray, fixed: np.ndarray, batch_size: int) -> ValidationSet:
+    """The fixed validation pairs, ``batch_size`` pairs at a time."""
+    return ValidationSet(len(moving), lambda chunk: subjects.batch(moving[chunk], fixed[chunk]), batch_size)
 
 
 def train_registration(
@@ -130,79 +139,52 @@ def train_registration(
     the end. See :func:`medrepro.training.run_resumable_training` for the
     checkpoint, resume and log semantics.
     """
-    batch_size, lr, seed = settings.batch_size, settings.lr, settings.seed
-    steps_per_epoch = settings.steps_per_epoch or DEFAULT_STEPS_PER_EPOCH
-    log_every, val_every = settings.log_every, settings.val_every
     check_method(method)
-    _check_images(images, labels, n_classes, source, "training")
-    if len(images) < 2:
-        raise DataError(source, "registration training needs at least two subjects")
-    has_val = val_images is not None or val_labels is not None
-    if has_val:
-        if val_images is None or val_labels is None:
-            raise ValueError("give both val_images and val_labels, or neither")
-        _check_images(val_images, val_labels, n_classes, source, "validation")
-        if val_images.shape[1:] != images.shape[1:] or len(val_images) < 2:
-            raise DataError(
-                source, f"validation set {val_images.shape} must hold >= 2 subjects of size {images.shape[1:]}"
-            )
+    has_val = _check_sets(images, labels, val_images, val_labels, n_classes, source)
     if uses_ae(method) and autoencoder_path is None:
         raise ValueError(f"{method} needs autoencoder_path (the trained anatomy autoencoder)")
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    size = images.shape[1]
-
-    encoder = None
-    if uses_ae(method):
-        encoder = load_autoencoder(autoencoder_path, device)
-        if (encoder.config["n_classes"], encoder.config["size"]) != (n_classes, size):
-            raise DataError(
-                autoencoder_path,
-                f"autoencoder was trained for {encoder.config['n_classes']} classes at "
-                f"{encoder.config['size']}px, but registration uses {n_classes} classes at {size}px",
-            )
+    trainer = SupervisedTrainer(settings, steps_per_epoch=DEFAULT_STEPS_PER_EPOCH)
+    run, device, size = trainer.settings, trainer.device, images.shape[1]
+    encoder = _encoder(autoencoder_path, device, n_classes, size) if uses_ae(method) else None
     config = {
         "kind": REGISTRATION_KIND, "method": method, "n_classes": int(n_classes), "size": int(size),
-        "batch_size": int(batch_size), "lr": float(lr), "lambda_r": float(lambda_r),
+        "batch_size": int(run.batch_size), "lr": float(run.lr), "lambda_r": float(lambda_r),
         "lambda_ce": float(lambda_ce), "lambda_ae": float(lambda_ae), "ce_epsilon": float(ce_epsilon),
-        "seed": int(seed),
-        "steps_per_epoch": int(steps_per_epoch), "log_every": int(log_every),
-        "val_every": int(val_every or steps_per_epoch) if has_val else None,
+        "seed": int(run.seed),
+        "steps_per_epoch": int(run.steps_per_epoch), "log_every": int(run.log_every),
+        "val_every": int(run.val_every) if has_val else None,
         "data_sha256": array_fingerprint(images, labels),
         "val_sha256": array_fingerprint(val_images, val_labels) if has_val else None,
         "val_pairs": int(val_pairs) if has_val else None,
         "autoencoder_sha256": sha256_file(autoencoder_path) if encoder is not None else None,
     }
-
-    seed_everything(seed)
-    model = place(VectorCNN(), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
+    trainer.build(VectorCNN)
     loss_fn = RegistrationLoss(method, lambda_r, lambda_ce, lambda_ae, encoder=encoder, ce_epsilon=ce_epsilon)
-    train_loss = _PairLoss(model, loss_fn, image_tensor(images, device), _label_tensor(labels, device), n_classes)
+    subjects = _Subjects(images, labels, device, loss_fn.needs_masks)
 
-    def train_step(step: int) -> dict[str, float]:
-        total, terms = train_loss(*sample_pairs(rng, len(images), batch_size))
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        return _as_floats(total, terms)
+    def prepare_batch(rng: np.random.Generator) -> tuple:
+        return subjects.batch(*sample_pairs(rng, len(images), run.batch_size))
 
-    validate = None
+    validation = None
     if has_val:
-        val_loss = _PairLoss(model, loss_fn, image_tensor(val_images, device), _label_tensor(val_labels, device),
-                             n_classes)
-        validate = _validator(val_loss, *validation_pairs(len(val_images), val_pairs, seed), batch_size)
+        val_subjects = _Subjects(val_images, val_labels, device, loss_fn.needs_masks)
+        validation = _validation(val_subjects, *validation_pairs(len(val_images), val_pairs, run.seed),
+                                 run.batch_size)
+    return trainer.run(prepare_batch=prepare_batch, loss=_pair_loss(loss_fn, n_classes), validation=validation,
+                       config=config, generator="pairs", kind=REGISTRATION_KIND, log_columns=LOG_COLUMNS,
+                       desc=method)
 
-    summary = run_resumable_training(
-        settings, model=model, optimizer=optimizer, config=config, generators={"pairs": rng},
-        train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch,
-        val_every=config["val_every"] or steps_per_epoch, log_columns=LOG_COLUMNS,
-        kind=REGISTRATION_KIND, desc=method,
-    )
-    summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
-    return summary
+
+def _encoder(autoencoder_path: str | Path, device: torch.device, n_classes: int, size: int):
+    """The trained autoencoder of the anatomy term, checked against the registration's classes and size."""
+    encoder = load_autoencoder(autoencoder_path, device)
+    if (encoder.config["n_classes"], encoder.config["size"]) != (n_classes, size):
+        raise DataError(
+            autoencoder_path,
+            f"autoencoder was trained for {encoder.config['n_classes']} classes at "
+            f"{encoder.config['size']}px, but registration uses {n_classes} classes at {size}px",
+        )
+    return encoder
 
 
 def image_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:

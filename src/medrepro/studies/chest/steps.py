@@ -112,13 +112,14 @@ def _training_inputs(job: Job):
     return _fold(arrays, job.input.split, "train"), _fold(arrays, job.input.split, "val"), device
 
 
-def _training_settings(job: Job, device):
+def _training_settings(job: Job, device, method_keys: tuple[str, ...]):
+    """The rule's training section (``params.training``, whole) as settings; ``method_keys`` are the trainer's own."""
     from medrepro.training import TrainingSettings
 
     p = job.params
-    return TrainingSettings(steps=p.steps, checkpoint_path=p.checkpoint, log_csv=job.output.losses,
-                            out_path=job.output.model, batch_size=p.batch_size, lr=p.learning_rate, seed=p.seed,
-                            device=device, checkpoint_every=p.checkpoint_every, threads=job.threads)
+    return TrainingSettings.from_section(p.training, method_keys=method_keys, checkpoint_path=p.checkpoint,
+                                         log_csv=job.output.losses, out_path=job.output.model, seed=p.seed,
+                                         device=device, threads=job.threads)
 
 
 def train_autoencoder(job: Job) -> None:
@@ -127,12 +128,14 @@ def train_autoencoder(job: Job) -> None:
 
     from medrepro.studies.chest.augment import augment_masks
 
-    p = job.params
+    p, section = job.params, job.params.training
     train_set, val_set, device = _training_inputs(job)
-    masks = np.concatenate([train_set.labels, augment_masks(train_set.labels, p.augmented_masks, p.seed)])
-    log.info("autoencoder trains on %d masks (%d of them shape variants)", len(masks), p.augmented_masks)
-    job.extra["training"] = train(masks, n_classes(job.wildcards.dataset), _training_settings(job, device),
-                                  noise_p=p.noise_p, val_labels=val_set.labels)
+    augmented = augment_masks(train_set.labels, section["augmented_masks"], p.seed)
+    masks = np.concatenate([train_set.labels, augmented])
+    log.info("autoencoder trains on %d masks (%d of them shape variants)", len(masks), len(augmented))
+    settings = _training_settings(job, device, ("noise_p", "augmented_masks"))
+    job.extra["training"] = train(masks, n_classes(job.wildcards.dataset), settings, noise_p=section["noise_p"],
+                                  val_labels=val_set.labels)
 
 
 def train_registration(job: Job) -> None:
@@ -144,11 +147,11 @@ def train_registration(job: Job) -> None:
     autoencoder = job.input.autoencoder  # an empty list for the variants without L_ae
     if isinstance(autoencoder, list):
         autoencoder = autoencoder[0] if autoencoder else None
+    loss_keys = ("lambda_r", "lambda_ce", "lambda_ae", "ce_epsilon")
     job.extra["training"] = train(
-        train_set.images, train_set.labels, _training_settings(job, device), method=p.method,
-        n_classes=n_classes(job.wildcards.dataset), autoencoder_path=autoencoder, lambda_r=p.lambda_r,
-        lambda_ce=p.lambda_ce, lambda_ae=p.lambda_ae, ce_epsilon=p.ce_epsilon, val_images=val_set.images,
-        val_labels=val_set.labels)
+        train_set.images, train_set.labels, _training_settings(job, device, loss_keys), method=p.method,
+        n_classes=n_classes(job.wildcards.dataset), autoencoder_path=autoencoder,
+        **{key: p.training[key] for key in loss_keys}, val_images=val_set.images, val_labels=val_set.labels)
 
 
 # --------------------------------------------------------------- evaluation

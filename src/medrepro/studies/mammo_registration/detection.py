@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -45,12 +45,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from medrepro import boxes as box_ops
+from medrepro.losses import focal_terms
 from medrepro.atomic import atomic_path
-from medrepro.device import place, resolve_device, seed_everything
+from medrepro.device import place, resolve_device
 from medrepro.errors import DataError
 from medrepro.hashing import sha256_file
-from medrepro.modules import count_parameters
-from medrepro.training import TrainingSettings, run_resumable_training
+from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
 from medrepro.training.checkpoint import array_fingerprint, load_torch, torch_bytes
 
 from . import networks
@@ -164,11 +164,9 @@ def detection_targets(boxes: list[np.ndarray], image_shape: tuple[int, int],
 
 
 def _focal_loss(logits: torch.Tensor, heatmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Penalty-reduced focal loss summed over cells, per centre; log-sigmoids keep it finite for any logit."""
-    probability = torch.sigmoid(logits)
-    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-    positive = -((1 - probability) ** FOCAL_ALPHA) * log_p * mask
-    negative = -((1 - heatmap) ** FOCAL_BETA) * probability**FOCAL_ALPHA * log_not_p * (1 - mask)
+    """Penalty-reduced focal loss summed over cells, per centre: the kernel's binary focal terms with the
+    centres as positives and negatives down-weighted by ``(1 - heatmap)^beta`` near a centre."""
+    positive, negative = focal_terms(logits, mask, FOCAL_ALPHA, negative_weight=(1 - heatmap) ** FOCAL_BETA)
     return (positive.sum() + negative.sum()) / mask.sum().clamp(min=1.0)
 
 
@@ -244,24 +242,14 @@ def _take(targets: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, to
     return {name: value[index] for name, value in targets.items()}
 
 
-def _as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {name: float(value.detach()) for name, value in terms.items()}
+def _views(images: np.ndarray, boxes: list[np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    """Images (N, 1, H, W) and their detection targets on ``device``: a batch is these indexed."""
+    return {"image": _image_tensor(images, device), **_on(detection_targets(boxes, images.shape[1:], OUTPUT_STRIDE),
+                                                          device)}
 
 
-def _validator(model: LesionDetector, images: torch.Tensor, targets: dict[str, torch.Tensor],
-               batch_size: int) -> Callable[[], dict[str, float]]:
-    """Loss terms over the validation images, batch by batch, weighted by batch size."""
-
-    def validate() -> dict[str, float]:
-        sums: dict[str, float] = {}
-        for start in range(0, len(images), batch_size):
-            chunk = slice(start, start + batch_size)
-            terms = _as_floats(detection_loss(model(images[chunk]), _take(targets, chunk)))
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value * len(images[chunk])
-        return {name: value / len(images) for name, value in sums.items()}
-
-    return validate
+def _loss(model: LesionDetector, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return detection_loss(model(batch["image"]), batch)
 
 
 def validation_hit_rate(model: LesionDetector, images: np.ndarray, boxes: list[np.ndarray],
@@ -315,55 +303,41 @@ def train_detector(
         if val_images is None or val_boxes is None:
             raise ValueError("give both val_images and val_boxes, or neither")
         val_boxes = _check_set(val_images, val_boxes, source, "validation")
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    batch_size = settings.batch_size
-    steps_per_epoch = settings.steps_per_epoch or math.ceil(len(images) / batch_size)
-    val_every = settings.val_every or steps_per_epoch
+    trainer = SupervisedTrainer(settings, steps_per_epoch=math.ceil(len(images) / settings.batch_size))
+    run, device = trainer.settings, trainer.device
+    weights_file = "none"
 
-    seed_everything(settings.seed)
-    model = LesionDetector(depth)
-    weights_file = networks.load_trunk_weights(model.trunk, trunk_weights, weights_dir)
-    model = place(model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    rng = np.random.default_rng(settings.seed)
+    def network() -> LesionDetector:
+        nonlocal weights_file
+        model = LesionDetector(depth)
+        weights_file = networks.load_trunk_weights(model.trunk, trunk_weights, weights_dir)
+        return model
+
+    model = trainer.build(network)
     config = {
         "kind": DETECTOR_KIND, "depth": int(depth), "trunk_weights": str(trunk_weights),
         "trunk_sha256": None if weights_file == "none" else sha256_file(weights_file),
         "stride": OUTPUT_STRIDE, "image_shape": [int(s) for s in images.shape[1:]],
-        "batch_size": int(batch_size), "lr": float(settings.lr), "seed": int(settings.seed),
-        "steps_per_epoch": int(steps_per_epoch), "log_every": int(settings.log_every),
-        "val_every": int(val_every) if has_val else None,
+        "batch_size": int(run.batch_size), "lr": float(run.lr), "seed": int(run.seed),
+        "steps_per_epoch": int(run.steps_per_epoch), "log_every": int(run.log_every),
+        "val_every": int(run.val_every) if has_val else None,
         "data_sha256": _boxes_fingerprint(images, boxes),
         "val_sha256": _boxes_fingerprint(val_images, val_boxes) if has_val else None,
     }
+    train = _views(images, boxes, device)
 
-    train_images = _image_tensor(images, device)
-    train_targets = _on(detection_targets(boxes, images.shape[1:], OUTPUT_STRIDE), device)
+    def prepare_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        chosen = rng.choice(len(images), size=run.batch_size, replace=len(images) < run.batch_size)
+        return _take(train, torch.from_numpy(chosen).to(device))
 
-    def train_step(step: int) -> dict[str, float]:
-        chosen = rng.choice(len(images), size=batch_size, replace=len(images) < batch_size)
-        index = torch.from_numpy(chosen).to(device)
-        terms = detection_loss(model(train_images[index]), _take(train_targets, index))
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        return _as_floats(terms)
-
-    validate = None
+    validation = None
     if has_val:
-        val_targets = _on(detection_targets(val_boxes, val_images.shape[1:], OUTPUT_STRIDE), device)
-        validate = _validator(model, _image_tensor(val_images, device), val_targets, batch_size)
-
-    summary = run_resumable_training(
-        settings, model=model, optimizer=optimizer, config=config, generators={"batches": rng},
-        train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch, val_every=val_every,
-        log_columns=LOG_COLUMNS, kind=DETECTOR_KIND, desc="detector",
-    )
-    hit_rate = validation_hit_rate(model, val_images, val_boxes, batch_size) if has_val else None
-    summary.update(device=str(device), n_parameters=count_parameters(model), config=config,
-                   trunk_weights=weights_file, validation_hit_rate=hit_rate)
+        val = _views(val_images, val_boxes, device)
+        validation = ValidationSet(len(val_images), lambda chunk: _take(val, chunk), run.batch_size)
+    summary = trainer.run(prepare_batch=prepare_batch, loss=_loss, validation=validation, config=config,
+                          kind=DETECTOR_KIND, log_columns=LOG_COLUMNS, desc="detector")
+    hit_rate = validation_hit_rate(model, val_images, val_boxes, run.batch_size) if has_val else None
+    summary.update(trunk_weights=weights_file, validation_hit_rate=hit_rate)
     return summary
 
 

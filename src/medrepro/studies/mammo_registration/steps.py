@@ -65,14 +65,14 @@ def prepare(job: Job) -> None:
 
 
 # ------------------------------------------------------------------- models
-def _settings(job: Job, device):
+def _settings(job: Job, device, method_keys: tuple[str, ...] = ()):
+    """The rule's training section (``params.training``, whole) as settings; ``method_keys`` are the trainer's own."""
     from medrepro.training import TrainingSettings
 
     p = job.params
-    return TrainingSettings(steps=p.steps, checkpoint_path=p.checkpoint, log_csv=job.output.losses,
-                            out_path=job.output.model, batch_size=p.batch_size, lr=p.learning_rate, seed=p.seed,
-                            device=device, checkpoint_every=p.checkpoint_every, steps_per_epoch=p.steps_per_epoch,
-                            val_every=p.val_every, log_every=p.log_every, threads=job.threads)
+    return TrainingSettings.from_section(p.training, method_keys=method_keys, checkpoint_path=p.checkpoint,
+                                         log_csv=job.output.losses, out_path=job.output.model, seed=p.seed,
+                                         device=device, threads=job.threads)
 
 
 def _device(job: Job):
@@ -126,9 +126,9 @@ def train_registration(job: Job) -> None:
     p = job.params
     detector = job.input.get("detector")
     trunk_state = trunk_state_from_detector(detector) if detector else None
-    summary = train(load_pairs(job.input.pairs, "train"), _settings(job, _device(job)), variant=p.variant,
-                    depth=p.depth, head_init=p.head_init, prior_angle_deg=p.prior_angle_deg,
-                    giou_weight=p.giou_weight, trunk_state=trunk_state,
+    summary = train(load_pairs(job.input.pairs, "train"), _settings(job, _device(job), ("giou_weight",)),
+                    variant=p.variant, depth=p.depth, head_init=p.head_init, prior_angle_deg=p.prior_angle_deg,
+                    giou_weight=p.training["giou_weight"], trunk_state=trunk_state,
                     trunk_source=f"detector sha256:{sha256_file(detector)}" if detector else p.trunk_weights,
                     weights_dir=p.weights_dir,
                     val_pairs=load_pairs(job.input.pairs, "val"), source=job.input.pairs)

@@ -21,10 +21,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from medrepro.device import place, resolve_device, seed_everything
+from medrepro.device import place
 from medrepro.errors import DataError
-from medrepro.modules import count_parameters
-from medrepro.training import TrainingSettings, run_resumable_training
+from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
 from medrepro.training.checkpoint import array_fingerprint, load_torch
 
 from . import losses, networks
@@ -39,26 +38,35 @@ def views_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
 
 
-class _PairBatches:
-    """The training or validation pairs as tensors, and the loss of any subset of them."""
+class _Pairs:
+    """The training or validation pairs as tensors; a batch is the tensors of a subset of them."""
 
     def __init__(self, pairs: Mapping[str, np.ndarray], device: torch.device):
-        self.cc = views_tensor(pairs["cc"], device)
-        self.mlo = views_tensor(pairs["mlo"], device)
-        self.cc_region = views_tensor(pairs["cc_region"], device)
-        self.mlo_region = views_tensor(pairs["mlo_region"], device)
-        self.cc_box = torch.as_tensor(np.asarray(pairs["cc_box"], dtype=np.float32), device=device)
-        self.mlo_box = torch.as_tensor(np.asarray(pairs["mlo_box"], dtype=np.float32), device=device)
+        self.views = {name: views_tensor(pairs[name], device) for name in ("cc", "mlo", "cc_region", "mlo_region")}
+        self.boxes = {name: torch.as_tensor(np.asarray(pairs[name], dtype=np.float32), device=device)
+                      for name in ("cc_box", "mlo_box")}
+        self.device = device
 
     def __len__(self) -> int:
-        return len(self.cc)
+        return len(self.views["cc"])
 
-    def loss(self, model: networks.DualViewSpatialTransformer, index, variant: str, giou_weight: float):
-        cc, mlo = self.cc[index], self.mlo[index]
-        matrix = model(cc, mlo)
-        return losses.registration_loss(cc, mlo, matrix, self.cc_box[index], self.mlo_box[index], variant=variant,
-                                        giou_weight=giou_weight, mlo_region=self.mlo_region[index],
-                                        cc_region=self.cc_region[index])
+    def batch(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: value[index] for name, value in {**self.views, **self.boxes}.items()}
+
+    def chunk(self, chunk: slice) -> dict[str, torch.Tensor]:
+        return self.batch(torch.arange(chunk.start, chunk.stop, device=self.device))
+
+
+def _pair_loss(variant: str, giou_weight: float):
+    """The variant's loss terms of a batch of pairs under the network's affines."""
+
+    def loss(model: networks.DualViewSpatialTransformer, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cc, mlo = batch["cc"], batch["mlo"]
+        return losses.registration_loss(cc, mlo, model(cc, mlo), batch["cc_box"], batch["mlo_box"],
+                                        variant=variant, giou_weight=giou_weight, mlo_region=batch["mlo_region"],
+                                        cc_region=batch["cc_region"])
+
+    return loss
 
 
 def _check_pairs(pairs: Mapping[str, np.ndarray], what: str, source) -> None:
@@ -69,20 +77,6 @@ def _check_pairs(pairs: Mapping[str, np.ndarray], what: str, source) -> None:
         raise DataError(source, f"no {what} pair")
     if pairs["cc"].shape != pairs["mlo"].shape:
         raise DataError(source, f"{what} CC views {pairs['cc'].shape} and MLO views {pairs['mlo'].shape} differ")
-
-
-def _validator(model, batches: _PairBatches, variant: str, giou_weight: float, batch_size: int):
-    def validate() -> dict[str, float]:
-        sums, count = {"total": 0.0, "mse": 0.0, "giou_loss": 0.0}, 0
-        for start in range(0, len(batches), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(batches)), device=batches.cc.device)
-            terms = batches.loss(model, index, variant, giou_weight)
-            for name in sums:
-                sums[name] += float(terms[name]) * len(index)
-            count += len(index)
-        return {name: value / count for name, value in sums.items()}
-
-    return validate
 
 
 def build_model(config: Mapping) -> networks.DualViewSpatialTransformer:
@@ -121,55 +115,43 @@ def train_registration(
     _check_pairs(train_pairs, "training", source)
     if val_pairs is not None:
         _check_pairs(val_pairs, "validation", source)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    device = resolve_device(settings.device)
-    steps_per_epoch = settings.steps_per_epoch or DEFAULT_STEPS_PER_EPOCH
-    val_every = settings.val_every or steps_per_epoch
+    trainer = SupervisedTrainer(settings, steps_per_epoch=DEFAULT_STEPS_PER_EPOCH)
+    run, device = trainer.settings, trainer.device
     config = {
         "kind": KIND, "variant": variant, "depth": int(depth), "head_init": head_init,
         "prior_angle_deg": float(prior_angle_deg), "giou_weight": float(giou_weight),
         "shape": [int(n) for n in train_pairs["cc"].shape[1:]],
-        "batch_size": int(settings.batch_size), "lr": float(settings.lr), "seed": int(settings.seed),
-        "steps_per_epoch": int(steps_per_epoch), "log_every": int(settings.log_every),
-        "val_every": int(val_every) if val_pairs is not None else None,
+        "batch_size": int(run.batch_size), "lr": float(run.lr), "seed": int(run.seed),
+        "steps_per_epoch": int(run.steps_per_epoch), "log_every": int(run.log_every),
+        "val_every": int(run.val_every) if val_pairs is not None else None,
         "trunk_source": str(trunk_source),
         "data_sha256": array_fingerprint(train_pairs["cc"], train_pairs["mlo"], train_pairs["cc_box"],
                                          train_pairs["mlo_box"]),
         "val_sha256": array_fingerprint(val_pairs["cc"], val_pairs["mlo"]) if val_pairs is not None else None,
     }
+    trainer.build(lambda: _with_trunk(build_model(config), trunk_state, trunk_source, weights_dir))
+    pairs = _Pairs(train_pairs, device)
+    batch_size = min(int(run.batch_size), len(pairs))
 
-    seed_everything(settings.seed)
-    model = build_model(config)
+    def prepare_batch(rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return pairs.batch(torch.as_tensor(rng.choice(len(pairs), size=batch_size, replace=False), device=device))
+
+    validation = None
+    if val_pairs is not None:
+        val = _Pairs(val_pairs, device)
+        validation = ValidationSet(len(val), val.chunk, batch_size)
+    return trainer.run(prepare_batch=prepare_batch, loss=_pair_loss(variant, giou_weight), validation=validation,
+                       config=config, generator="pairs", kind=KIND, log_columns=LOG_COLUMNS, desc=variant)
+
+
+def _with_trunk(model: networks.DualViewSpatialTransformer, trunk_state: Mapping[str, torch.Tensor] | None,
+                trunk_source: str, weights_dir: str | Path | None) -> networks.DualViewSpatialTransformer:
+    """``model`` with its trunk from ``trunk_state`` when given, else from ``trunk_source``."""
     if trunk_state is not None:
         model.trunk.load_state_dict(dict(trunk_state), strict=True)
     else:
         networks.load_trunk_weights(model.trunk, trunk_source, weights_dir)
-    model = place(model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    rng = np.random.default_rng(settings.seed)
-    batches = _PairBatches(train_pairs, device)
-    batch_size = min(int(settings.batch_size), len(batches))
-
-    def train_step(step: int) -> dict[str, float]:
-        index = torch.as_tensor(rng.choice(len(batches), size=batch_size, replace=False), device=device)
-        terms = batches.loss(model, index, variant, giou_weight)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
-        return {name: float(value.detach()) for name, value in terms.items()}
-
-    validate = None
-    if val_pairs is not None:
-        validate = _validator(model, _PairBatches(val_pairs, device), variant, giou_weight, batch_size)
-
-    summary = run_resumable_training(
-        settings, model=model, optimizer=optimizer, config=config, generators={"pairs": rng},
-        train_step=train_step, validate=validate, steps_per_epoch=steps_per_epoch, val_every=val_every,
-        log_columns=LOG_COLUMNS, kind=KIND, desc=variant,
-    )
-    summary.update(device=str(device), n_parameters=count_parameters(model), config=config)
-    return summary
+    return model
 
 
 def load_registration_model(path: str | Path, device: str | torch.device = "cpu") -> networks.DualViewSpatialTransformer:
