@@ -16,8 +16,8 @@ from snakemake.utils import min_version
 
 sys.path.insert(0, f"{workflow.basedir}/src")  # the workflow's own package, installed or not
 
-from medrepro.provenance import now  # noqa: E402
-from medrepro.recovery import claim_working_directory, explain_lock_conflicts  # noqa: E402
+from medrepro.provenance.records import now  # noqa: E402
+from medrepro.pipeline.recovery import claim_working_directory, explain_lock_conflicts  # noqa: E402
 
 min_version("9.0")
 
@@ -101,7 +101,7 @@ rule all:
 onsuccess:
     # Where the run's time went, per rule (start-up, step), from the records of the jobs it ran:
     # <results>/logs/run_times.csv and the log.
-    from medrepro.run_times import report_run_times
+    from medrepro.provenance.run_times import report_run_times
 
     report_run_times(config["provenance_dir"], f"{RESULTS}/logs/run_times.csv", since=RUN_STARTED,
                      cores=workflow.cores, log=logger.info)

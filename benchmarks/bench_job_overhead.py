@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from medrepro.atomic import write_json  # noqa: E402
-from medrepro.run_times import job_times, read_records  # noqa: E402
+from medrepro.data.atomic import write_json  # noqa: E402
+from medrepro.provenance.run_times import job_times, read_records  # noqa: E402
 
 
 def run_smoke(results: Path, studies: str | None, import_log: Path, cores: int) -> float:

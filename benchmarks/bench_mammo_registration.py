@@ -46,9 +46,9 @@ import numpy as np
 import torch
 import yaml
 
-from medrepro import warp
-from medrepro.atomic import write_json
-from medrepro.device import place, resolve_device
+from medrepro.spatial import warp
+from medrepro.data.atomic import write_json
+from medrepro.nn.device import place, resolve_device
 from medrepro.studies.mammo_registration import elastix_affine, preprocess, synthetic
 from medrepro.studies.mammo_registration.networks import carry_cc_boxes
 from medrepro.studies.mammo_registration.training import build_model, views_tensor

@@ -24,7 +24,7 @@ import numpy as np
 from medpy.metric import binary as medpy_binary
 from scipy.ndimage import gaussian_filter
 
-from medrepro.atomic import write_json
+from medrepro.data.atomic import write_json
 from medrepro.metrics.overlap import dice
 from medrepro.metrics.surface import assd, hausdorff, surface_scores
 

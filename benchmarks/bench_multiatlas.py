@@ -27,13 +27,13 @@ import yaml
 
 from medrepro.studies.chest.cxr14.multiatlas import segment
 from medrepro.studies.chest.cxr14.rca import rca_scores
-from medrepro.atomic import write_json
+from medrepro.data.atomic import write_json
 from medrepro.studies.chest.cxr14.dataset import IMAGES_DIR, read_cxr14_image
 from medrepro.studies.chest.networks import VectorCNN
 from medrepro.studies.chest.prealign import prealign_images
-from medrepro.elastix import with_overrides
+from medrepro.spatial.elastix import with_overrides
 from medrepro.studies.chest.parameters import published_map
-from medrepro.device import resolve_device, place
+from medrepro.nn.device import resolve_device, place
 from medrepro.studies.chest.inference import load_registration_model
 
 FULL_SET = 112_120

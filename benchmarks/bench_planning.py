@@ -12,8 +12,8 @@ import argparse
 import os
 import tempfile
 
-from medrepro.atomic import write_json
-from medrepro.planning import dry_run
+from medrepro.data.atomic import write_json
+from medrepro.pipeline.planning import dry_run
 
 
 def main() -> None:

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import yaml
 
-from medrepro.atomic import write_json
+from medrepro.data.atomic import write_json
 from medrepro.studies.chest.prealigned import load_prealigned
 from medrepro.studies.chest.readers.convert import n_classes
-from medrepro.device import resolve_device
+from medrepro.nn.device import resolve_device
 from medrepro.studies.chest.inference import load_registration_model, register_batch, warp_label_maps
 
 
@@ -53,7 +53,7 @@ def learned_seconds(model_path: Path, arrays, moving, fixed, n_classes_: int, re
 
 def elastix_seconds(arrays, moving, fixed, settings: dict, seed: int) -> float:
     from medrepro.studies.chest.baseline import bspline_register_pairs
-    from medrepro.elastix import with_overrides
+    from medrepro.spatial.elastix import with_overrides
     from medrepro.studies.chest.parameters import published_map
 
     pmap = with_overrides(published_map("bspline"), grid_spacing=settings["grid_spacing"],

@@ -58,7 +58,7 @@ def smoke_outputs(smoke_run) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def study_plans(tmp_path_factory) -> dict[str, dict[str, int]]:
     """Rule -> planned jobs of the smoke config with each study enabled alone, and with all (``"all"``)."""
-    from medrepro.planning import dry_run
+    from medrepro.pipeline.planning import dry_run
 
     folder = tmp_path_factory.mktemp("plans")
     plans = {study: dry_run(smoke_config_with(folder, f"[{study}]"), folder / study)[0] for study in STUDIES}

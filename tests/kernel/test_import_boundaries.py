@@ -110,7 +110,7 @@ def test_a_violation_is_found_and_named(tmp_path, offender, source, expected):
     for package in ("", "metrics", "shared", "studies", "studies/chest", "studies/mammo", "studies/mammo/deep"):
         (root / package).mkdir(parents=True, exist_ok=True)
         (root / package / "__init__.py").write_text("")
-    (root / "studies/chest/steps.py").write_text("from medrepro.warp import warp\n")  # a study may use the kernel
+    (root / "studies/chest/steps.py").write_text("from medrepro.spatial.warp import warp\n")  # a study may use the kernel
     (root / "studies/mammo/ok.py").write_text("from medrepro.shared import breast\nfrom . import ok\n")
     assert violations(root) == []
     (root / offender).write_text(source)

@@ -6,7 +6,7 @@ afterwards. Three ways to run one:
 
 * :func:`config_case`: a config file merged over config/config.yaml and checked (in-process, or end to end with
   ``snakemake -n``: the workflow stops while it reads the config, before any job);
-* :func:`step_case`: one rule's step, run the way ``scripts/step.py`` runs it (``medrepro.runner.run_step``: the
+* :func:`step_case`: one rule's step, run the way ``scripts/step.py`` runs it (``medrepro.pipeline.runner.run_step``: the
   error becomes one logged line and exit 1), on a damaged copy of a small stand-in dataset of the :class:`Stock`;
 * :func:`cli_case`: the ``medrepro`` command on a copy of a small run's records and tables.
 
@@ -32,10 +32,10 @@ from typing import Callable
 
 import pandas as pd
 
-from medrepro import runner
-from medrepro.config_check import check_config_files
+from medrepro.pipeline import runner
+from medrepro.pipeline.config_check import check_config_files
 from medrepro.errors import ConfigError
-from medrepro.runner import Job, _Namespace, execute
+from medrepro.pipeline.runner import Job, _Namespace, execute
 
 from conftest import REPO
 
@@ -326,7 +326,7 @@ def cli_case(name: str, args: list[str], *names: str, prepare: Callable[[Path], 
         if prepare:
             prepare(case)
         env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        command = [sys.executable, "-m", "medrepro.cli", *(fill(a, case) for a in args)]
+        command = [sys.executable, "-m", "medrepro.pipeline.cli", *(fill(a, case) for a in args)]
         process = subprocess.Popen(command, cwd=case, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         if close_stdout:
             process.stdout.close()

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from medrepro.training import TrainingSettings
+from medrepro.nn.training import TrainingSettings
 
 
 def settings_for(folder: Path, name: str = "run", **values) -> TrainingSettings:

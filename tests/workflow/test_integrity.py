@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 
-from medrepro.pinning import MANIFEST_FILE, read_manifest
+from medrepro.provenance.pinning import MANIFEST_FILE, read_manifest
 
 from conftest import REPO, snakemake
 
@@ -51,7 +51,7 @@ def test_an_edited_raw_file_stops_the_next_run_until_it_is_repinned(tmp_path):
     command = shlex.split(line.split("re-pin: ", 1)[1].split(";")[0])
     assert command[:4] == ["medrepro", "data", "repin", "JSRT"] and command[-2] == "--reason"
     command[-1] = "deliberate edit in a test"
-    repinned = subprocess.run([sys.executable, "-m", "medrepro.cli", *command[1:]], cwd=REPO, capture_output=True,
+    repinned = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", *command[1:]], cwd=REPO, capture_output=True,
                               text=True, timeout=120)
     assert repinned.returncode == 0, repinned.stderr
     assert f"changed images/JPCLN001.IMG: {expected} -> {actual}" in repinned.stdout

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from medrepro.recovery import RUN_LOCK_NAME, claim_working_directory, release_working_directory
+from medrepro.pipeline.recovery import RUN_LOCK_NAME, claim_working_directory, release_working_directory
 
 from conftest import REPO, snakemake
 
@@ -75,7 +75,7 @@ class LiveRun:
 
     def __init__(self, copy: Path):
         code = ("import sys, time\n"
-                "from medrepro.recovery import claim_working_directory\n"
+                "from medrepro.pipeline.recovery import claim_working_directory\n"
                 "claim_working_directory(sys.argv[1], log=lambda line: None)\n"
                 "print('holding', flush=True)\n"
                 "time.sleep(600)\n")
@@ -109,7 +109,7 @@ def test_stale_locks_are_removed_only_when_no_other_run_is_alive(tmp_path):
         assert not list((snakemake_dir / "locks").iterdir())
         assert len(lines) == 1 and "removed 1 stale Snakemake lock file" in lines[0]
         # this process now counts as a live run for any later one
-        later = subprocess.run([sys.executable, "-c", "import sys; from medrepro.recovery import "
+        later = subprocess.run([sys.executable, "-c", "import sys; from medrepro.pipeline.recovery import "
                                 "claim_working_directory as c; c(sys.argv[1])", str(snakemake_dir)],
                                capture_output=True, text=True, timeout=60, check=True)
         assert "another run of this workflow is alive" in later.stdout

@@ -2,7 +2,7 @@
 
 import re
 
-from medrepro.runner import resolve_step
+from medrepro.pipeline.runner import resolve_step
 
 from conftest import REPO
 

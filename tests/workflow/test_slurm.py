@@ -27,10 +27,10 @@ import pytest
 import torch
 from rocrate.rocrate import ROCrate
 
-from medrepro import provenance
-from medrepro.crate import export_crate
-from medrepro.planning import dry_run
-from medrepro.training.checkpoint import load_checkpoint, load_torch
+from medrepro.provenance import records as provenance
+from medrepro.provenance.crate import export_crate
+from medrepro.pipeline.planning import dry_run
+from medrepro.nn.training.checkpoint import load_checkpoint, load_torch
 
 from conftest import REPO, snakemake
 from support.crate_trace import as_list, trace

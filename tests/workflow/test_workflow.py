@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medrepro.planning import job_counts
+from medrepro.pipeline.planning import job_counts
 
 from conftest import REPO, STUDIES, STUDY_TABLE, smoke_config_with, snakemake
 

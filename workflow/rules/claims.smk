@@ -12,7 +12,7 @@ rule claims:
             category="Claims",
         ),
     params:
-        step="medrepro.claims:claims_table_step",
+        step="medrepro.report.claims:claims_table_step",
     log:
         f"{RESULTS}/logs/claims.log",
     conda:

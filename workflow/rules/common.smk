@@ -7,9 +7,9 @@ import sys
 
 import yaml
 
-from medrepro import pinning
-from medrepro.claims import replicate_seeds
-from medrepro.config_check import check_config
+from medrepro.provenance import pinning
+from medrepro.report.claims import replicate_seeds
+from medrepro.pipeline.config_check import check_config
 from medrepro.errors import ConfigError, MedreproError
 
 # Every study and the studies whose outputs it reads: workflow/studies.yaml.
@@ -93,7 +93,7 @@ def raw_input(name, settings):
     return [] if settings["source"] == "verify" else [raw_dir(name, settings)]
 
 
-# Raw data against their pins (medrepro.pinning): a raw file changed, missing or added since it was
+# Raw data against their pins (medrepro.provenance.pinning): a raw file changed, missing or added since it was
 # pinned stops the workflow as it starts, before any job is planned, with one line naming the file,
 # both digests and the command that re-pins it if the change is intended (no traceback: sys.exit).
 PINS_DIR = pinning.pins_dir(config["provenance_dir"])

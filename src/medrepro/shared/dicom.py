@@ -32,7 +32,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
 
 SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")

@@ -78,7 +78,7 @@ def pinned_then_changed(dataset: str, relative: str) -> Callable:
     """A user's copy pinned on first use (as the obtain step does), then one of its files edited."""
 
     def prepare(case: Path, stock: Stock) -> StepRun:
-        from medrepro import pinning
+        from medrepro.provenance import pinning
 
         run = obtain(dataset, "verify")(case, stock)
         raw = Path(run.params["raw_dir"])
@@ -92,7 +92,7 @@ def pinned_then_changed(dataset: str, relative: str) -> Callable:
 
 def autoencoder_with_corrupt_checkpoints(case: Path, stock: Stock) -> StepRun:
     """The autoencoder's training step with both its checkpoints damaged (the latest and the previous one)."""
-    from medrepro.atomic import write_json
+    from medrepro.data.atomic import write_json
     from medrepro.studies.chest.prealigned import save_prealigned
 
     names = [f"JPCLN00{k}" for k in range(1, 5)]

@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from medrepro import sourcing as ob
+from medrepro.data import sourcing as ob
 from medrepro.studies.chest import datasets as chest_datasets
 from medrepro.studies.chest import synthetic as sc
 from medrepro.errors import ConfigError, DataError

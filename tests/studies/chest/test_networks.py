@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from medrepro.studies.chest.networks import MaskAutoencoder, VectorCNN
-from medrepro.warp import to_onehot
+from medrepro.spatial.warp import to_onehot
 
 
 @pytest.fixture

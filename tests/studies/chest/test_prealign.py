@@ -28,7 +28,7 @@ from medrepro.studies.chest.prealign import (
     resize_labels,
     working_image,
 )
-from medrepro import elastix as E
+from medrepro.spatial import elastix as E
 from medrepro.studies.chest.parameters import published_map
 from support.phantoms import make_phantom
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from medrepro.errors import ConfigError, DataError
-from medrepro.io import png
+from medrepro.data.io import png
 from medrepro.studies.chest.readers import convert as chest, jsrt, montgomery, shenzhen
 
 RNG = np.random.default_rng(1234)

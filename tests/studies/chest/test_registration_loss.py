@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from medrepro.losses import code_distance, ncc_loss, onehot_cross_entropy, total_variation
-from medrepro.modules import freeze
+from medrepro.nn.losses import code_distance, ncc_loss, onehot_cross_entropy, total_variation
+from medrepro.nn.modules import freeze
 from medrepro.studies.chest.losses import RegistrationLoss, method_terms
 from medrepro.studies.chest.networks import MaskAutoencoder
-from medrepro.warp import to_onehot, warp_onehot
+from medrepro.spatial.warp import to_onehot, warp_onehot
 
 
 def warmed_encoder(masks: torch.Tensor) -> MaskAutoencoder:

@@ -40,7 +40,7 @@ def test_smoke_tables_are_complete_and_finite(smoke_run):
 @pytest.mark.slow
 def test_smoke_cell_provenance_reaches_raw_files(smoke_run):
     table = smoke_run / "tables/chest_registration.csv"
-    out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance", str(table), "--row",
+    out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance", str(table), "--row",
                           "JSRT/AC-RegNet", "--column", "dsc_mean", "--json"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
     expl = json.loads(out)

@@ -8,7 +8,7 @@ from conftest import REPO
 
 def test_the_schema_allows_download_exactly_for_the_datasets_that_can_be_downloaded():
     """The JSRT refusal in chest.schema.yaml agrees with the registered descriptions, and its hint with their URLs."""
-    from medrepro import sourcing
+    from medrepro.data import sourcing
     from medrepro.studies.chest.datasets import DATASET_SOURCES
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "chest.schema.yaml").read_text())

@@ -11,7 +11,7 @@ import torch
 from medrepro.studies.chest.synthetic import generate_dataset
 from medrepro.errors import DataError
 from medrepro.studies.chest.losses import RegistrationLoss
-from medrepro.runner import Job, _Namespace, execute
+from medrepro.pipeline.runner import Job, _Namespace, execute
 from medrepro.studies.chest import steps as chest
 
 from conftest import REPO

@@ -22,7 +22,7 @@ from medrepro.studies.chest.tables import (
     render_latex,
     render_markdown,
 )
-from medrepro.tables import write_table
+from medrepro.report.tables import write_table
 
 METHOD_IDS = ["acregnet", "aeregnet", "ceregnet", "regnet", "simpleelastix", "unregistered"]
 

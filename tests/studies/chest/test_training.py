@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from medrepro.errors import DataError
-from medrepro.losses import ncc_loss
+from medrepro.nn.losses import ncc_loss
 from medrepro.studies.chest.autoencoder import load_autoencoder, train_autoencoder
-from medrepro.training.checkpoint import load_checkpoint, load_torch
+from medrepro.nn.training.checkpoint import load_checkpoint, load_torch
 from medrepro.studies.chest.inference import load_registration_model, register_batch, warp_images, warp_label_maps
 from medrepro.studies.chest.registration import sample_pairs, train_registration, validation_pairs
-from medrepro.training import TrainingSettings
+from medrepro.nn.training import TrainingSettings
 from support.interrupt import Interrupted, kill_at
 
 SIZE, N_CLASSES = 32, 4
@@ -246,7 +246,7 @@ def test_bad_inputs_are_rejected(data, autoencoder_run, tmp_path):
 
 def test_progress_bar_written_to_a_log_file_is_plain_ascii(tmp_path):
     """A cluster job killed mid-line cuts its log at any byte: an ASCII bar keeps it valid text."""
-    code = ("from medrepro.progress import progress_bar\n"
+    code = ("from medrepro.pipeline.progress import progress_bar\n"
             "for _ in progress_bar(range(50), desc='train', mininterval=0): pass\n")
     log = tmp_path / "job.log"
     with open(log, "wb") as stderr:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medrepro import sourcing
+from medrepro.data import sourcing
 from medrepro.errors import DataError
 from medrepro.studies.mammo_registration import datasets
 from medrepro.studies.mammo_registration.readers import cbis_ddsm

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from medrepro import boxes as box_ops
+from medrepro.spatial import boxes as box_ops
 from medrepro.errors import DataError
 from medrepro.studies.mammo_registration import networks
 from medrepro.studies.mammo_registration.detection import (
     DETECTOR_KIND, OUTPUT_STRIDE, LesionDetector, decode_boxes, detection_loss, detection_targets, lesion_radius,
     load_detector, output_shape, train_detector, trunk_state_from_detector, write_trunk_weights,
 )
-from medrepro.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
+from medrepro.nn.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
 from support import training
 from support.interrupt import Interrupted, kill_at
 

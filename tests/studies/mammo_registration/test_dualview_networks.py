@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from medrepro import sourcing, warp
+from medrepro.data import sourcing
+
+from medrepro.spatial import warp
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.mammo_registration import networks
 from medrepro.studies.mammo_registration.losses import registration_loss

@@ -4,7 +4,7 @@ A breast-like MLO (an ellipse of smooth texture with a bright square) is
 turned into a CC by ``affine_warp`` with a known pixel affine, so the matrix
 elastix must return is known exactly. The conversion from elastix's
 parameters is checked against elastix's own resampler (transformix); the
-prior against ``medrepro.warp.rotation_matrix``. itk loads once per module
+prior against ``medrepro.spatial.warp.rotation_matrix``. itk loads once per module
 (about 15 s); images are 96 x 64.
 """
 
@@ -17,8 +17,8 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from medrepro import boxes, warp
-from medrepro import elastix as E
+from medrepro.spatial import boxes, warp
+from medrepro.spatial import elastix as E
 from medrepro.errors import DataError
 from medrepro.studies.mammo_registration import elastix_affine as EA
 from medrepro.studies.mammo_registration import networks

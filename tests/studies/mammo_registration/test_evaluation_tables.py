@@ -26,7 +26,7 @@ from medrepro.studies.mammo_registration.tables import (
     render_markdown,
     wilcoxon_table,
 )
-from medrepro.tables import write_table
+from medrepro.report.tables import write_table
 
 METHODS = ["unregistered", "prior", "elastix", "mse", "masked_mse", "masked_mse_giou"]
 
@@ -307,7 +307,7 @@ def test_renderings_name_every_method_and_the_paper_rate(tmp_path):
     ("claims", "mammo_registration/masked_mse_giou > masked_mse/overlap", ["masked_mse_giou", "masked_mse"]),
 ])
 def test_report_steps_trace_each_row_to_its_per_pair_files(tmp_path, step, row, methods):
-    from medrepro.runner import Job, _Namespace, execute
+    from medrepro.pipeline.runner import Job, _Namespace, execute
     from medrepro.studies.mammo_registration import steps
 
     rng = np.random.default_rng(9)

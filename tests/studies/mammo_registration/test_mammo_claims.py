@@ -1,10 +1,10 @@
 """From registration matrices to per-pair scores, and from per-pair scores to the paper's judged claims.
 
-Matrices are pixel affines of :mod:`medrepro.warp` (an MLO-grid position ->
+Matrices are pixel affines of :mod:`medrepro.spatial.warp` (an MLO-grid position ->
 the CC position it samples); boxes are (x1, y1, x2, y2) with the far edge
 exclusive. The expected masked MSE is worked out with NumPy on integer
 shifts, where bilinear sampling at pixel centres is exact. The claims are
-judged through :func:`medrepro.claims.judge_claims` on scores built so that
+judged through :func:`medrepro.report.claims.judge_claims` on scores built so that
 the verdict is known in advance.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medrepro.claims import judge_claims
+from medrepro.report.claims import judge_claims
 from medrepro.studies.mammo_registration.claims import METRIC_DIRECTIONS, ORDERS, STUDY, study_claims
 from medrepro.studies.mammo_registration.evaluation import EVAL_COLUMNS, evaluate_matrices, identity_matrices
 from medrepro.studies.mammo_registration.tables import long_scores

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medrepro import warp
+from medrepro.spatial import warp
 from medrepro.errors import DataError
 from medrepro.studies.mammo_registration import figures, networks
 from medrepro.studies.mammo_registration.evaluation import register_pairs, score_pairs

@@ -3,7 +3,7 @@
 The pairs are tiny (48 x 32) and synthetic: a breast-like glow against the
 right (chest-wall) edge with a bright blurred blob as the lesion, its box
 8 pixels wide; the region is where the image exceeds 0.05. Boxes and
-matrices follow :mod:`medrepro.warp`: a pixel affine maps an MLO-grid
+matrices follow :mod:`medrepro.spatial.warp`: a pixel affine maps an MLO-grid
 position to the CC position it samples, so CC boxes reach the MLO grid
 through its inverse. Runs use one thread and depth 18 to stay fast.
 """
@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 import torch
 
-from medrepro.device import seed_everything
+from medrepro.nn.device import seed_everything
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.mammo_registration import losses, networks
 from medrepro.studies.mammo_registration.evaluation import prior_matrices
 from medrepro.studies.mammo_registration.training import (
     KIND, LOG_COLUMNS, build_model, load_registration_model, predict_matrices, train_registration, views_tensor)
-from medrepro.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
+from medrepro.nn.training.checkpoint import load_checkpoint, load_torch, save_torch_atomic
 from support import training
 from support.interrupt import Interrupted, kill_at
 

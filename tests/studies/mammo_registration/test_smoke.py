@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from rocrate.rocrate import ROCrate
 
-from medrepro.crate import export_crate
+from medrepro.provenance.crate import export_crate
 
 from conftest import REPO
 from support.crate_trace import as_list, trace
@@ -50,7 +50,7 @@ def test_smoke_mammo_registration_cells_trace_to_the_raw_dicoms(smoke_run, tmp_p
          ("mammo_registration_wilcoxon", "mammo_registration_evaluate_elastix", "mammo_registration_prepare",
           "mammo_registration_synthesize")),
     ):
-        out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance", str(smoke_run / "tables" / table),
+        out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance", str(smoke_run / "tables" / table),
                               "--row", row, "--column", column, "--json"], cwd=REPO, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         expl = json.loads(out.stdout)

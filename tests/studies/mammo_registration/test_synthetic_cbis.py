@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from medrepro.errors import ConfigError, DataError
-from medrepro.pinning import MANIFEST_FILE, verify
+from medrepro.provenance.pinning import MANIFEST_FILE, verify
 from medrepro.shared.dicom import read_header, read_mammogram
 from medrepro.studies.mammo_registration.readers.cbis_ddsm import (
     CASE_DESCRIPTION_FILES, case_description_paths, clean_path, pair_views, read_case_descriptions, resolve_files,

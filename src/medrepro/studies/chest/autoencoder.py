@@ -4,7 +4,7 @@ Each step draws a batch of training masks, corrupts them with the border-swap
 noise (:func:`medrepro.studies.chest.noise.corrupt_borders`) and trains the network to
 reconstruct the clean one-hot masks under categorical cross-entropy, computed
 from the logits with ``log_softmax`` (the same value as
-:func:`medrepro.losses.onehot_cross_entropy` on softmax probabilities,
+:func:`medrepro.nn.losses.onehot_cross_entropy` on softmax probabilities,
 without needing clipping). Optimiser: Adam.
 """
 
@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from medrepro.errors import DataError
-from medrepro.modules import freeze
+from medrepro.nn.modules import freeze
 from medrepro.studies.chest.networks import DOWNSAMPLING, MaskAutoencoder
 from medrepro.studies.chest.noise import corrupt_borders
-from medrepro.warp import to_onehot
-from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.training.checkpoint import array_fingerprint, load_torch
-from medrepro.device import place, resolve_device
+from medrepro.spatial.warp import to_onehot
+from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
+from medrepro.nn.training.checkpoint import array_fingerprint, load_torch
+from medrepro.nn.device import place, resolve_device
 
 AUTOENCODER_KIND = "MaskAutoencoder"
 LOG_COLUMNS = ["step", "epoch", "split", "total", "ce"]
@@ -87,7 +87,7 @@ def train_autoencoder(
     defaults to one pass over the training masks and only labels the log;
     validation on ``val_labels`` (the same objective with a fixed corruption)
     runs once per epoch unless ``settings.val_every`` says otherwise. See
-    :func:`medrepro.training.run_resumable_training` for the checkpoint,
+    :func:`medrepro.nn.training.run_resumable_training` for the checkpoint,
     resume and log semantics.
     """
     check_label_stack(labels, n_classes, source)

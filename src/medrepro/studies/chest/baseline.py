@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from medrepro import elastix
+from medrepro.spatial import elastix
 from medrepro.errors import ConfigError
-from medrepro.progress import progress_bar
+from medrepro.pipeline.progress import progress_bar
 from medrepro.studies.chest.parameters import published_map
 from medrepro.studies.chest.prealign import clip_to
 

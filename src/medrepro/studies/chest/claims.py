@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from medrepro.claims import Claim, metric_claims
+from medrepro.report.claims import Claim, metric_claims
 
 STUDY = "chest"
 SEGMENTATION_AWARE = ("CE-RegNet", "AE-RegNet", "AC-RegNet")

@@ -1,7 +1,7 @@
 """The chest datasets' descriptions for the kernel's sourcing: what to download, from where, where it goes.
 
 JSRT (with the SCR masks), Montgomery and Shenzhen are registered with
-:func:`medrepro.sourcing.register`; the layout checks here say exactly which
+:func:`medrepro.data.sourcing.register`; the layout checks here say exactly which
 part is missing, and the NLM sets can be downloaded (the others need a
 registration on their sites).
 """
@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from medrepro.errors import DataError, name_list
-from medrepro.sourcing import Dataset, Source, download, instructions, register, safe_extract
+from medrepro.data.sourcing import Dataset, Source, download, instructions, register, safe_extract
 from medrepro.studies.chest.readers import jsrt, montgomery, shenzhen
 
 log = logging.getLogger(__name__)

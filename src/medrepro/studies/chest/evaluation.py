@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from medrepro.errors import DataError
-from medrepro.tables import require_columns
+from medrepro.report.tables import require_columns
 from medrepro.metrics.overlap import dice
 from medrepro.metrics.surface import Spacing, surface_scores
 
@@ -87,7 +87,7 @@ def pair_means(per_class: pd.DataFrame, source=None) -> pd.DataFrame:
 
 
 def pair_values(per_class: pd.DataFrame, source=None) -> pd.DataFrame:
-    """The class means per pair in the long format of :mod:`medrepro.scores`.
+    """The class means per pair in the long format of :mod:`medrepro.report.scores`.
 
     ``case`` names the pair as ``moving|fixed``; a method run once (no
     ``seed`` column) has seed NaN.

@@ -1,6 +1,6 @@
 """The registration study's figures: Fig. 2, Fig. 3, training curves and Dice distributions.
 
-Each function writes one PNG through :func:`medrepro.figures.save_figure`.
+Each function writes one PNG through :func:`medrepro.report.figures.save_figure`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from medrepro.figures import (
+from medrepro.report.figures import (
     assign_colours, draw_box_plots, draw_contours, draw_label_overlay, draw_loss_curves, group_runs, legend_below,
     line_entry, save_figure, show_image, split_entries,
 )
 from medrepro.studies.chest.subjects import HEART, LABEL_NAMES, LEFT_LUNG, RIGHT_LUNG
 from medrepro.studies.chest.tables import display_method
-from medrepro.tables import order_with_extras
+from medrepro.report.tables import order_with_extras
 
 LABEL_COLOURS = {RIGHT_LUNG: "#1f77b4", LEFT_LUNG: "#2ca02c", HEART: "#d62728"}
 VARIANT_STYLE = {
@@ -136,7 +136,7 @@ def plot_training_curves(curves: Mapping[tuple, pd.DataFrame], out: str | Path) 
 
     Keys are ``(dataset, method)`` or ``(dataset, method, seed)``; the replicate
     seeds of a method share its colour, the first one drawn solid
-    (:func:`medrepro.figures.draw_loss_curves`: train curves smoothed, a log y
+    (:func:`medrepro.report.figures.draw_loss_curves`: train curves smoothed, a log y
     axis for a loss falling over decades; the NCC term makes the registration
     loss negative, in which case it stays linear).
     """

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medrepro.device import module_device, place, resolve_device
+from medrepro.nn.device import module_device, place, resolve_device
 from medrepro.errors import DataError
 from medrepro.studies.chest.networks import VectorCNN
 from medrepro.studies.chest.registration import REGISTRATION_KIND, image_tensor
-from medrepro.training.checkpoint import load_torch
-from medrepro.warp import warp, warp_labels
+from medrepro.nn.training.checkpoint import load_torch
+from medrepro.spatial.warp import warp, warp_labels
 
 __all__ = ["load_registration_model", "register_batch", "warp_label_maps", "warp_images"]
 
@@ -64,7 +64,7 @@ def warp_label_maps(labels: np.ndarray, displacement: np.ndarray, n_classes: int
     """Warp (P, S, S) label maps by (P, 2, S, S) displacements; returns uint8 (P, S, S).
 
     One-hot channels are warped bilinearly and each pixel takes the most
-    probable class (ties go to the lower label), see ``medrepro.warp``.
+    probable class (ties go to the lower label), see ``medrepro.spatial.warp``.
     """
     _check_displacement(labels, displacement)
     out = np.empty(labels.shape, dtype=np.uint8)

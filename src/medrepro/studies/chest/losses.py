@@ -1,6 +1,6 @@
 """Loss of RegNet, CE-RegNet, AE-RegNet and AC-RegNet (eq. 2-5 of the paper).
 
-The terms are the kernel's functional losses (:mod:`medrepro.losses`);
+The terms are the kernel's functional losses (:mod:`medrepro.nn.losses`);
 :class:`RegistrationLoss` picks the method's terms and applies the weights
 ``lambda_r``, ``lambda_ce`` and ``lambda_ae``.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medrepro.losses import code_distance, ncc_loss, onehot_cross_entropy, total_variation
-from medrepro.modules import freeze
+from medrepro.nn.losses import code_distance, ncc_loss, onehot_cross_entropy, total_variation
+from medrepro.nn.modules import freeze
 
 METHODS = ("RegNet", "CE-RegNet", "AE-RegNet", "AC-RegNet")
 TERMS = ("ncc", "tv", "ce", "ae")

@@ -8,7 +8,7 @@ architecture of the authors' public PyTorch implementation (see
 
 Displacement convention used throughout the package: a field of shape
 (B, 2, H, W) in pixels, channel 0 the displacement along x (columns),
-channel 1 along y (rows). ``medrepro.warp.warp`` samples the moving image
+channel 1 along y (rows). ``medrepro.spatial.warp.warp`` samples the moving image
 at ``(x + d_x, y + d_y)`` for output pixel ``(x, y)``.
 """
 

@@ -3,14 +3,14 @@
 ``similarity`` pre-aligns every image to a reference; ``bspline`` is the
 deformable "SimpleElastix" baseline. The files live in ``elastix/`` beside
 this module; the pipeline's configuration is applied on top with
-:func:`medrepro.elastix.with_overrides`.
+:func:`medrepro.spatial.elastix.with_overrides`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from medrepro.elastix import ParameterMap, load_parameter_map
+from medrepro.spatial.elastix import ParameterMap, load_parameter_map
 
 PUBLISHED_MAPS = ("similarity", "bspline")
 ELASTIX_DIR = Path(__file__).resolve().parent / "elastix"

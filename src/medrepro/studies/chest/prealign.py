@@ -32,11 +32,11 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import sparse
 
-from medrepro.atomic import write_text
+from medrepro.data.atomic import write_text
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.chest.subjects import LEFT_LUNG, RIGHT_LUNG, Subject
-from medrepro.progress import progress_bar
-from medrepro import elastix
+from medrepro.pipeline.progress import progress_bar
+from medrepro.spatial import elastix
 from medrepro.studies.chest.parameters import published_map
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
 
 KEYS = ("images", "labels", "names", "spacing", "reference")

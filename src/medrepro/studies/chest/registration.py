@@ -4,7 +4,7 @@ Training (paper section 3): each step draws ``batch_size`` (moving, fixed)
 pairs of distinct training subjects with the run's seeded generator, predicts
 the displacement with :class:`~medrepro.studies.chest.networks.VectorCNN`, warps the
 moving image (and, for the segmentation-aware methods, its one-hot mask) and
-minimises :class:`~medrepro.losses.RegistrationLoss` with Adam. Masks are
+minimises :class:`~medrepro.nn.losses.RegistrationLoss` with Adam. Masks are
 only needed for training; inference uses the two images alone.
 """
 
@@ -18,11 +18,11 @@ import torch
 from medrepro.errors import DataError
 from medrepro.studies.chest.losses import RegistrationLoss, check_method, uses_ae
 from medrepro.studies.chest.networks import VectorCNN
-from medrepro.warp import to_onehot, warp, warp_onehot
+from medrepro.spatial.warp import to_onehot, warp, warp_onehot
 from medrepro.studies.chest.autoencoder import check_label_stack, load_autoencoder
-from medrepro.hashing import sha256_file
-from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.training.checkpoint import array_fingerprint
+from medrepro.provenance.hashing import sha256_file
+from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
+from medrepro.nn.training.checkpoint import array_fingerprint
 
 __all__ = ["train_registration", "sample_pairs", "validation_pairs", "image_tensor", "REGISTRATION_KIND"]
 
@@ -136,7 +136,7 @@ def train_registration(
     scripts) only labels the log. With validation data, a ``val`` row with the
     loss terms over a fixed set of at most ``val_pairs`` validation pairs is
     logged every ``settings.val_every`` steps (default: once per epoch) and at
-    the end. See :func:`medrepro.training.run_resumable_training` for the
+    the end. See :func:`medrepro.nn.training.run_resumable_training` for the
     checkpoint, resume and log semantics.
     """
     check_method(method)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_dir, atomic_path, write_csv, write_json
-from medrepro.runner import Job
-from medrepro.steps import download_step, obtain_step, record_user_copy, synthesize_step
+from medrepro.data.atomic import atomic_dir, atomic_path, write_csv, write_json
+from medrepro.pipeline.runner import Job
+from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def prealign(job: Job) -> None:
     from medrepro.studies.chest.prealigned import save_prealigned
     from medrepro.studies.chest.subjects import load_subjects
     from medrepro.studies.chest.prealign import choose_reference, prealign_subjects
-    from medrepro.elastix import with_overrides
+    from medrepro.spatial.elastix import with_overrides
     from medrepro.studies.chest.parameters import published_map
 
     p = job.params
@@ -104,7 +104,7 @@ def _fold(arrays, split_path: str, fold: str):
 def _training_inputs(job: Job):
     """Training and validation folds of the pre-aligned set, and the device the job runs on."""
     from medrepro.studies.chest.prealigned import load_prealigned
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
 
     arrays = load_prealigned(job.input.arrays)
     device = resolve_device()
@@ -114,7 +114,7 @@ def _training_inputs(job: Job):
 
 def _training_settings(job: Job, device, method_keys: tuple[str, ...]):
     """The rule's training section (``params.training``, whole) as settings; ``method_keys`` are the trainer's own."""
-    from medrepro.training import TrainingSettings
+    from medrepro.nn.training import TrainingSettings
 
     p = job.params
     return TrainingSettings.from_section(p.training, method_keys=method_keys, checkpoint_path=p.checkpoint,
@@ -203,7 +203,7 @@ def evaluate_learned(job: Job) -> None:
 
     from medrepro.studies.chest.prealigned import load_prealigned
     from medrepro.studies.chest.readers.convert import n_classes
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
     from medrepro.studies.chest.inference import load_registration_model, register_batch, warp_label_maps, warp_images
 
     arrays = load_prealigned(job.input.arrays)
@@ -222,7 +222,7 @@ def evaluate_learned(job: Job) -> None:
 def evaluate_elastix(job: Job) -> None:
     from medrepro.studies.chest.prealigned import load_prealigned
     from medrepro.studies.chest.baseline import bspline_register_pairs
-    from medrepro.elastix import with_overrides
+    from medrepro.spatial.elastix import with_overrides
     from medrepro.studies.chest.parameters import published_map
 
     p = job.params
@@ -244,7 +244,7 @@ def _per_pair(job: Job) -> pd.DataFrame:
 
     The score files are the named inputs 'Dataset/Method' (run once, seed NaN) or 'Dataset/Method/seed<N>'.
     """
-    from medrepro.scores import SOURCE
+    from medrepro.report.scores import SOURCE
     from medrepro.studies.chest.evaluation import pair_values
 
     scores = [pd.read_csv(path).assign(**{SOURCE: str(path)}) for key, path in job.input.items() if "/" in key]
@@ -252,9 +252,9 @@ def _per_pair(job: Job) -> pd.DataFrame:
 
 
 def registration_table(job: Job) -> None:
-    from medrepro.scores import cell_lineage
+    from medrepro.report.scores import cell_lineage
     from medrepro.studies.chest.tables import FLOAT_FORMAT, registration_table as build, render_latex, render_markdown
-    from medrepro.tables import write_table
+    from medrepro.report.tables import write_table
 
     per_pair = _per_pair(job)
     methods = [m for m in METHOD_ORDER if m in job.params.methods]
@@ -268,7 +268,7 @@ def registration_table(job: Job) -> None:
 
 
 def registration_wilcoxon(job: Job) -> None:
-    from medrepro.stats import paired_wilcoxon, wilcoxon_lineage
+    from medrepro.report.stats import paired_wilcoxon, wilcoxon_lineage
     from medrepro.studies.chest.evaluation import METRICS
     from medrepro.studies.chest.tables import FLOAT_FORMAT
 
@@ -280,7 +280,7 @@ def registration_wilcoxon(job: Job) -> None:
 
 
 def claims(job: Job) -> None:
-    from medrepro.claims import claims_lineage, judge_claims
+    from medrepro.report.claims import claims_lineage, judge_claims
     from medrepro.studies.chest.claims import chest_claims
     from medrepro.studies.chest.tables import FLOAT_FORMAT
 
@@ -293,7 +293,7 @@ def claims(job: Job) -> None:
 
 
 def figure_dice(job: Job) -> None:
-    from medrepro.scores import seed_means
+    from medrepro.report.scores import seed_means
     from medrepro.studies.chest.evaluation import METRICS
     from medrepro.studies.chest.figures import plot_dice_distributions
 
@@ -321,7 +321,7 @@ def figure_examples(job: Job) -> None:
 
 def figure_training_curves(job: Job) -> None:
     from medrepro.studies.chest.figures import plot_training_curves
-    from medrepro.training.loop import read_loss_log
+    from medrepro.nn.training.loop import read_loss_log
 
     curves = {tuple(key.split("/")): read_loss_log(path) for key, path in job.input.items() if "/" in key}
     plot_training_curves(curves, job.output.png)

@@ -21,9 +21,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import write_csv
+from medrepro.data.atomic import write_csv
 from medrepro.errors import DataError
-from medrepro.io.mha import read_mha, write_mha
+from medrepro.data.io.mha import read_mha, write_mha
 
 BACKGROUND, RIGHT_LUNG, LEFT_LUNG, HEART = 0, 1, 2, 3
 LABEL_NAMES = {RIGHT_LUNG: "right lung", LEFT_LUNG: "left lung", HEART: "heart"}

@@ -45,11 +45,11 @@ from matplotlib.path import Path as MplPath
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from medrepro.atomic import atomic_dir, write_csv
-from medrepro.sourcing import MANIFEST_FILE, write_manifest
+from medrepro.data.atomic import atomic_dir, write_csv
+from medrepro.data.sourcing import MANIFEST_FILE, write_manifest
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.chest.readers import jsrt, montgomery, shenzhen
-from medrepro.io.png import write_grey_png, write_mask_png
+from medrepro.data.io.png import write_grey_png, write_mask_png
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from medrepro.figures import draw_label_overlay, save_figure, show_image, shrink_for_display
+from medrepro.report.figures import draw_label_overlay, save_figure, show_image, shrink_for_display
 from medrepro.studies.chest.readers.convert import iter_dataset
 from medrepro.studies.chest.subjects import HEART, LABEL_NAMES, LEFT_LUNG, RIGHT_LUNG
 

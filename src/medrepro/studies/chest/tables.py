@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 
 from medrepro.errors import DataError
-from medrepro.scores import check_long
+from medrepro.report.scores import check_long
 from medrepro.studies.chest.evaluation import METRICS
-from medrepro.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
+from medrepro.report.tables import format_cell, latex_escape, latex_float, latex_row, order_with_extras, require_columns
 
 # The study's CSV tables (Table 1, the Wilcoxon tests, the claims, Sec. 5.3): six significant digits.
 FLOAT_FORMAT = "%.6g"

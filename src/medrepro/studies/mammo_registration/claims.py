@@ -1,4 +1,4 @@
-"""The paper's claims that the pipeline tests, judged over the replicate seeds (:mod:`medrepro.claims`).
+"""The paper's claims that the pipeline tests, judged over the replicate seeds (:mod:`medrepro.report.claims`).
 
 Sec. 3.1 argues that the MSE alone cannot register the views, because the
 pectoral muscle shows only on the MLO: masking the MSE to the views' overlap
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from medrepro.claims import Claim, metric_claims
+from medrepro.report.claims import Claim, metric_claims
 
 STUDY = "mammo_registration"
 ORDERS = (("masked_mse_giou", "unregistered"), ("masked_mse_giou", "masked_mse"), ("masked_mse", "mse"))

@@ -10,7 +10,7 @@ The collection is public on TCIA (no login; CC BY 3.0). Two parts:
 * the four case-description CSVs, at the top of the raw directory.
 
 :func:`check_layout` says exactly which part is missing. It is registered as
-``CBIS-DDSM`` with :func:`medrepro.sourcing.register`.
+``CBIS-DDSM`` with :func:`medrepro.data.sourcing.register`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from medrepro import sourcing
-from medrepro.atomic import atomic_dir
+from medrepro.data import sourcing
+from medrepro.data.atomic import atomic_dir
 from medrepro.errors import DataError, name_list
-from medrepro.sourcing import Dataset, Source, instructions, register
+from medrepro.data.sourcing import Dataset, Source, instructions, register
 from medrepro.studies.mammo_registration.readers.cbis_ddsm import (
     CASE_DESCRIPTION_FILES, case_description_paths, index_subjects, parse_subject, path_subject,
     read_case_descriptions, subject_dicoms)

@@ -15,7 +15,7 @@ Conventions.
 
 * Images are (N, H, W) float32 in 0..1; boxes are ``(x1, y1, x2, y2)`` in
   pixel-edge coordinates (x = column, far edge exclusive, as in
-  :mod:`medrepro.boxes`).
+  :mod:`medrepro.spatial.boxes`).
 * The feature map of an (H, W) image has ``ceil(H / 16) x ceil(W / 16)``
   cells; cell (row i, column j) covers pixels ``[16 j, 16 (j + 1)) x
   [16 i, 16 (i + 1))``. A box belongs to the cell holding its centre (clamped
@@ -44,14 +44,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medrepro import boxes as box_ops
-from medrepro.losses import focal_terms
-from medrepro.atomic import atomic_path
-from medrepro.device import place, resolve_device
+from medrepro.spatial import boxes as box_ops
+from medrepro.nn.losses import focal_terms
+from medrepro.data.atomic import atomic_path
+from medrepro.nn.device import place, resolve_device
 from medrepro.errors import DataError
-from medrepro.hashing import sha256_file
-from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.training.checkpoint import array_fingerprint, load_torch, torch_bytes
+from medrepro.provenance.hashing import sha256_file
+from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
+from medrepro.nn.training.checkpoint import array_fingerprint, load_torch, torch_bytes
 
 from . import networks
 
@@ -293,7 +293,7 @@ def train_detector(
     defaults to one pass over the images and only labels the log. With
     validation data a ``val`` row of the loss terms is logged every
     ``val_every`` steps and at the end. Returns the loop's summary (see
-    :func:`medrepro.training.run_resumable_training`) plus ``trunk_weights``
+    :func:`medrepro.nn.training.run_resumable_training`) plus ``trunk_weights``
     (the file used, or "none"), ``validation_hit_rate`` (None without
     validation data), ``device``, ``n_parameters`` and ``config``.
     """

@@ -16,7 +16,7 @@ tissue over CC air is instead a mismatch the metric sees.
 
 Start. Like the learned variants, elastix starts from the network's 45-degree
 prior (``prior=False``: from the identity). The CC is first resampled with
-the start affine ``P`` (:func:`medrepro.warp.affine_warp`) onto the MLO's grid
+the start affine ``P`` (:func:`medrepro.spatial.warp.affine_warp`) onto the MLO's grid
 *padded* on every side until it holds the whole turned CC, so that no tissue
 is cut away before elastix sees it; the MLO and its region are padded with
 air (outside the fixed mask, so the padding never enters the metric).
@@ -57,9 +57,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medrepro import elastix, warp
+from medrepro.spatial import elastix, warp
 from medrepro.errors import DataError
-from medrepro.progress import progress_bar
+from medrepro.pipeline.progress import progress_bar
 
 from .networks import centred_to_pixel, prior_parameters
 
@@ -182,7 +182,7 @@ def register_pairs(cc: np.ndarray, mlo: np.ndarray, cc_region: np.ndarray, mlo_r
 
     ``parameter_map`` defaults to :func:`default_parameter_map`; ``seed``,
     ``iterations``, ``resolutions`` and ``threads`` are applied on top
-    (:func:`medrepro.elastix.with_overrides`; ``None`` keeps the map's
+    (:func:`medrepro.spatial.elastix.with_overrides`; ``None`` keeps the map's
     value). The same inputs, seed and thread count give identical matrices.
     A pair elastix fails on keeps the start affine (see the module doc).
     """

@@ -2,7 +2,7 @@
 
 For each test pair the MLO's lesion box and the registered CC's box (both in
 the MLO's pixel grid at the working size, x = column, far edge exclusive; see
-:mod:`medrepro.boxes`) give IoU, the GIoU loss ``1 - GIoU`` (the paper's
+:mod:`medrepro.spatial.boxes`) give IoU, the GIoU loss ``1 - GIoU`` (the paper's
 evaluation metric), whether the boxes share a positive area (the paper's
 overlap rate counts these; boxes that only touch do not overlap), and the
 distance between the box centres in pixels. The masked MSE of the pair's
@@ -20,11 +20,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from medrepro import boxes
-from medrepro.atomic import write_csv
+from medrepro.spatial import boxes
+from medrepro.data.atomic import write_csv
 from medrepro.errors import DataError
-from medrepro.io.csv_files import read_csv_file
-from medrepro.tables import require_columns
+from medrepro.data.io.csv_files import read_csv_file
+from medrepro.report.tables import require_columns
 
 EVAL_COLUMNS = [
     "pair", "mlo_x1", "mlo_y1", "mlo_x2", "mlo_y2", "cc_x1", "cc_y1", "cc_x2", "cc_y2",
@@ -150,7 +150,7 @@ def register_pairs(pairs: dict, matrices: np.ndarray, part: slice = slice(None))
     """
     import torch
 
-    from medrepro import warp
+    from medrepro.spatial import warp
 
     from .networks import carry_cc_boxes
 
@@ -175,7 +175,7 @@ def evaluate_matrices(pairs: dict, matrices: np.ndarray, batch_size: int = 16) -
     """
     import torch
 
-    from medrepro import losses
+    from medrepro.nn import losses
 
     matrices = np.asarray(matrices, dtype=np.float64)
     n = len(pairs["pair"])

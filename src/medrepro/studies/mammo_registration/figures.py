@@ -2,9 +2,9 @@
 (Fig. 4), registration examples (Fig. 5) and a look at the synthetic stand-in pairs.
 
 Conventions. Images are (H, W) floats in [0, 1] drawn on the pixel-edge
-coordinates of :mod:`medrepro.figures`, so a box ``(x1, y1, x2, y2)`` of
-:mod:`medrepro.boxes` is drawn at exactly those numbers. A method's matrices
-are the (N, 2, 3) pixel affines of :mod:`medrepro.warp` (MLO output position
+coordinates of :mod:`medrepro.report.figures`, so a box ``(x1, y1, x2, y2)`` of
+:mod:`medrepro.spatial.boxes` is drawn at exactly those numbers. A method's matrices
+are the (N, 2, 3) pixel affines of :mod:`medrepro.spatial.warp` (MLO output position
 -> CC input position), one per test pair in the order of ``pairs``; what they
 make of a pair (the registered CC, the overlap mask, the carried and
 rectified CC box) is what the evaluation scores:
@@ -12,7 +12,7 @@ rectified CC box) is what the evaluation scores:
 
 Every choice of what to show follows a stated rule (never a hand pick), and
 nothing random is drawn, so the same inputs give the same PNG bytes. Each
-function writes one PNG through :func:`medrepro.figures.save_figure` and
+function writes one PNG through :func:`medrepro.report.figures.save_figure` and
 returns its path.
 """
 
@@ -26,15 +26,15 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from medrepro import boxes, warp
+from medrepro.spatial import boxes, warp
 from medrepro.errors import DataError
-from medrepro.figures import (
+from medrepro.report.figures import (
     Histogram, assign_colours, draw_box, draw_histograms, draw_loss_curves, draw_mask_contour, draw_quadrilateral,
     draw_tint, fit_view, group_runs, legend_below, line_entry, panel_height, patch_entry, save_figure,
     show_composite, show_image, split_entries,
 )
 from medrepro.studies.mammo_registration import evaluation, tables
-from medrepro.tables import order_with_extras, require_columns
+from medrepro.report.tables import order_with_extras, require_columns
 
 METHOD_COLOURS = {
     "unregistered": "#7f7f7f", "prior": "#bcbd22", "elastix": "#9467bd",
@@ -213,7 +213,7 @@ def plot_training_curves(loss_logs: Mapping[tuple, pd.DataFrame], out: str | Pat
     split, total, mse, giou_loss). Training rows are averaged per epoch,
     validation rows too (usually one per epoch); one colour per method, each
     seed a thin line and, with several seeds, their mean a thick one
-    (:func:`medrepro.figures.draw_loss_curves`). A term a method does not log
+    (:func:`medrepro.report.figures.draw_loss_curves`). A term a method does not log
     (all values missing) is left out of its panel.
     """
     if not loss_logs:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from medrepro import losses, warp
+from medrepro.nn import losses
+
+from medrepro.spatial import warp
 
 from .networks import carry_cc_boxes
 
@@ -39,7 +41,7 @@ def registration_loss(
     ``cc`` (B, C, H, W) and ``mlo`` (B, C, H', W') are the images compared
     (the same channels); ``matrix`` (B, 2, 3) the pixel affine sampling the
     CC onto the MLO grid; boxes (B, 4) or (B, K, 4) in each view's pixels.
-    The overlap mask is :func:`medrepro.warp.overlap_mask` of the CC's
+    The overlap mask is :func:`medrepro.spatial.warp.overlap_mask` of the CC's
     warped support with ``mlo_region`` and ``cc_region`` (breast masks,
     optional). "mse" and "giou_loss" are reported for every variant; only
     the variant's own terms enter "total".

@@ -6,7 +6,7 @@ localisation network (one conv5_x residual stage, global average pooling and
 a dense layer) that predicts six affine parameters.
 
 Conventions. The network's result is a 2x3 *pixel* affine in the sense of
-:mod:`medrepro.warp`: it maps an output position on the MLO's pixel grid to
+:mod:`medrepro.spatial.warp`: it maps an output position on the MLO's pixel grid to
 the CC position it samples (x = column, pixel-edge positions), so
 ``affine_warp(cc, matrix, mlo_shape)`` is the CC registered onto the MLO and
 CC boxes reach the MLO grid through ``invert_affine(matrix)`` (see
@@ -23,7 +23,7 @@ dense layer's bias starts at ``A = R(45 deg) = [[cos, -sin], [sin, cos]]``,
 (``head_init="zero"`` starts them at zero instead, so that the prior holds
 exactly for any input until training moves them): as a sampling matrix the prior turns the
 CC's content 45 degrees counter-clockwise on screen about the grids' centres
-(the pixel matrix equals ``medrepro.warp.rotation_matrix(45, image_centre(mlo),
+(the pixel matrix equals ``medrepro.spatial.warp.rotation_matrix(45, image_centre(mlo),
 scale=s_cc / s_mlo, in_centre=image_centre(cc))`` with ``s = max(H, W) / 2``;
 a pure rotation when both grids share their longer side).
 """
@@ -38,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medrepro import boxes, sourcing, warp
+from medrepro.spatial import boxes, warp
+
+from medrepro.data import sourcing
 from medrepro.errors import ConfigError, DataError
-from medrepro.hashing import sha256_file
+from medrepro.provenance.hashing import sha256_file
 
 PRIOR_ANGLE_DEG = 45.0
 
@@ -204,7 +206,7 @@ def _homogeneous(matrix: torch.Tensor) -> torch.Tensor:
 
 
 def centred_to_pixel(params: torch.Tensor, in_shape, out_shape) -> torch.Tensor:
-    """Centred-frame affine (..., 2, 3) (output -> input) -> pixel affine of ``medrepro.warp``."""
+    """Centred-frame affine (..., 2, 3) (output -> input) -> pixel affine of ``medrepro.spatial.warp``."""
     from_in = torch.linalg.inv(_centred_frame(in_shape, params))
     to_out = _centred_frame(out_shape, params)
     return (from_in @ _homogeneous(params) @ to_out)[..., :2, :]

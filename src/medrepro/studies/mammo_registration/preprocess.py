@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from medrepro.atomic import atomic_path, write_csv
+from medrepro.data.atomic import atomic_path, write_csv
 from medrepro.errors import ConfigError, DataError
-from medrepro.progress import progress_bar
+from medrepro.pipeline.progress import progress_bar
 from medrepro.shared.dicom import read_mammogram
 
 from .readers import cbis_ddsm

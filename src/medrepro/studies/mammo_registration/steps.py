@@ -11,9 +11,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path, write_csv, write_json
-from medrepro.runner import Job
-from medrepro.steps import download_step, obtain_step, record_user_copy, synthesize_step
+from medrepro.data.atomic import atomic_path, write_csv, write_json
+from medrepro.pipeline.runner import Job
+from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def prepare(job: Job) -> None:
 # ------------------------------------------------------------------- models
 def _settings(job: Job, device, method_keys: tuple[str, ...] = ()):
     """The rule's training section (``params.training``, whole) as settings; ``method_keys`` are the trainer's own."""
-    from medrepro.training import TrainingSettings
+    from medrepro.nn.training import TrainingSettings
 
     p = job.params
     return TrainingSettings.from_section(p.training, method_keys=method_keys, checkpoint_path=p.checkpoint,
@@ -76,7 +76,7 @@ def _settings(job: Job, device, method_keys: tuple[str, ...] = ()):
 
 
 def _device(job: Job):
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
 
     device = resolve_device()
     job.extra["device"] = str(device)
@@ -118,7 +118,7 @@ def pretrain_detector(job: Job) -> None:
 
 
 def train_registration(job: Job) -> None:
-    from medrepro.hashing import sha256_file
+    from medrepro.provenance.hashing import sha256_file
     from medrepro.studies.mammo_registration.detection import trunk_state_from_detector
     from medrepro.studies.mammo_registration.preprocess import load_pairs
     from medrepro.studies.mammo_registration.training import train_registration as train
@@ -185,7 +185,7 @@ def evaluate_elastix(job: Job) -> None:
 def evaluate_learned(job: Job) -> None:
     import time
 
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
     from medrepro.studies.mammo_registration.preprocess import load_pairs
     from medrepro.studies.mammo_registration.training import load_registration_model, predict_matrices
 
@@ -223,10 +223,10 @@ def _long_scores(job: Job) -> pd.DataFrame:
 
 
 def registration_table(job: Job) -> None:
-    from medrepro.scores import cell_lineage
+    from medrepro.report.scores import cell_lineage
     from medrepro.studies.mammo_registration.tables import (
         METHOD_ORDER, registration_table as build, render_latex, render_markdown)
-    from medrepro.tables import write_table
+    from medrepro.report.tables import write_table
 
     scores = _long_scores(job)
     table = build(scores, METHOD_ORDER)
@@ -239,7 +239,7 @@ def registration_table(job: Job) -> None:
 
 
 def registration_wilcoxon(job: Job) -> None:
-    from medrepro.stats import wilcoxon_lineage
+    from medrepro.report.stats import wilcoxon_lineage
     from medrepro.studies.mammo_registration.tables import METHOD_ORDER, wilcoxon_table
 
     scores = _long_scores(job)
@@ -249,7 +249,7 @@ def registration_wilcoxon(job: Job) -> None:
 
 
 def claims(job: Job) -> None:
-    from medrepro.claims import claims_lineage, judge_claims
+    from medrepro.report.claims import claims_lineage, judge_claims
     from medrepro.studies.mammo_registration.claims import study_claims
 
     scores = _long_scores(job)
@@ -283,7 +283,7 @@ def figure_overlap_mask(job: Job) -> None:
 
 def figure_training_curves(job: Job) -> None:
     from medrepro.studies.mammo_registration.figures import plot_training_curves
-    from medrepro.training.loop import read_loss_log
+    from medrepro.nn.training.loop import read_loss_log
 
     logs = {}
     for name, path in job.input.items():

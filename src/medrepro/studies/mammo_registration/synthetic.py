@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import write_csv
+from medrepro.data.atomic import write_csv
 from medrepro.errors import ConfigError, DataError
-from medrepro.pinning import MANIFEST_FILE, write_manifest
+from medrepro.provenance.pinning import MANIFEST_FILE, write_manifest
 from medrepro.shared import breast_phantom
 from medrepro.shared.dicom import CROPPED, FULL_MAMMOGRAM, ROI_MASK, deterministic_uid, write_mammogram
 from medrepro.studies.mammo_registration.readers.cbis_ddsm import (
@@ -102,7 +102,7 @@ def _check_empty(raw_root: Path) -> None:
     """The generator writes into a fresh directory (the caller's atomic target), never over other files."""
     if raw_root.exists() and (not raw_root.is_dir() or any(raw_root.iterdir())):
         raise DataError(raw_root, "is not an empty directory; generate the synthetic CBIS-DDSM into an empty one "
-                                  "(write through medrepro.atomic.atomic_dir to replace an old copy)")
+                                  "(write through medrepro.data.atomic.atomic_dir to replace an old copy)")
     raw_root.mkdir(parents=True, exist_ok=True)
 
 
@@ -301,7 +301,7 @@ def generate_cbis_ddsm(raw_root: str | Path, n_patients: int, seed: int,
     exchanged (at least one row); ``monochrome1_fraction`` of full mammograms
     stored as MONOCHROME1 (at least one). The case tables, :data:`TRUTH_FILE`
     and ``MANIFEST.sha256`` lie at the top of ``raw_root``. Write through
-    :func:`medrepro.atomic.atomic_dir` to publish it whole.
+    :func:`medrepro.data.atomic.atomic_dir` to publish it whole.
     """
     _check_arguments(n_patients, image_size, layout, test_fraction, swap_fraction, monochrome1_fraction)
     raw_root = Path(raw_root)

@@ -4,7 +4,7 @@ Input: one per-pair frame per method (``eval/{method}.csv``, the columns of
 :data:`~medrepro.studies.mammo_registration.evaluation.EVAL_COLUMNS`), with an
 optional ``seed`` column for the learned variants (NaN or absent for methods
 run once), checked and gathered by :func:`long_scores` into the kernel's long
-format (:mod:`medrepro.scores`: a case is a pair). Per method the table reports
+format (:mod:`medrepro.report.scores`: a case is a pair). Per method the table reports
 each statistic over the test pairs, computed per seed and then averaged over
 the seeds:
 
@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 
 from medrepro.errors import DataError
-from medrepro.scores import SOURCE, check_long
-from medrepro.stats import RESULT_COLUMNS, paired_wilcoxon
+from medrepro.report.scores import SOURCE, check_long
+from medrepro.report.stats import RESULT_COLUMNS, paired_wilcoxon
 from medrepro.studies.mammo_registration.evaluation import SCORE_COLUMNS, check_scores
-from medrepro.tables import latex_escape, latex_float, latex_row, order_with_extras
+from medrepro.report.tables import latex_escape, latex_float, latex_row, order_with_extras
 
 PAPER_OVERLAP_RATE = 0.667
 PAPER_METHOD = "masked_mse_giou"

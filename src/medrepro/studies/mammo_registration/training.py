@@ -5,7 +5,7 @@ on the training pairs with Adam, batches of pairs drawn with a seeded
 generator, and logs the loss terms (``total``, ``mse``, ``giou_loss``) on the
 training batches and, every ``val_every`` steps, over the validation pairs;
 checkpoints, resume and the final atomic writes are the kernel loop's
-(:func:`medrepro.training.run_resumable_training`). The trunk starts from a
+(:func:`medrepro.nn.training.run_resumable_training`). The trunk starts from a
 given state dict (the lesion detector's, :mod:`.detection`) or from
 :func:`.networks.load_trunk_weights` ("imagenet", "none" or a file).
 
@@ -21,10 +21,10 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from medrepro.device import place
+from medrepro.nn.device import place
 from medrepro.errors import DataError
-from medrepro.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.training.checkpoint import array_fingerprint, load_torch
+from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
+from medrepro.nn.training.checkpoint import array_fingerprint, load_torch
 
 from . import losses, networks
 

@@ -16,9 +16,9 @@ from medrepro.studies.chest.cxr14.classify import (
     ctr_threshold_accuracy,
 )
 from medrepro.errors import ConfigError
-from medrepro.modules import freeze
+from medrepro.nn.modules import freeze
 from medrepro.studies.chest.networks import MaskAutoencoder
-from medrepro.warp import to_onehot
+from medrepro.spatial.warp import to_onehot
 
 
 def two_clusters(n: int, dims: int, separation: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

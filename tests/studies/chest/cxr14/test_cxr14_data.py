@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medrepro import sourcing as obtain
+from medrepro.data import sourcing as obtain
 from medrepro.studies.chest.cxr14 import synthetic as gen
 from medrepro.errors import ConfigError, DataError
 from medrepro.studies.chest.cxr14 import dataset as cxr14

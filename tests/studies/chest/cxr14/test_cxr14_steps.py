@@ -11,7 +11,7 @@ from medrepro.studies.chest.cxr14.synthetic import generate_cxr14
 from medrepro.errors import DataError
 from medrepro.studies.chest.cxr14.dataset import LABEL_TABLE, PUBLISHED_RCA_DICE, PUBLISHED_TABLE, published_path
 from medrepro.studies.chest.networks import MaskAutoencoder
-from medrepro.runner import Job, _Namespace, execute
+from medrepro.pipeline.runner import Job, _Namespace, execute
 from medrepro.studies.chest.cxr14 import steps as cxr14
 from medrepro.studies.chest.autoencoder import AUTOENCODER_KIND
 

@@ -28,7 +28,7 @@ def test_smoke_cxr14_tables_are_complete_and_finite(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_cxr14_cell_provenance_reaches_the_images(smoke_run):
-    out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance",
+    out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance",
                           str(smoke_run / "tables/cardiomegaly_svm.csv"), "--row", "ae32", "--column",
                           "accuracy_mean", "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     rules = [s.get("record", "") for s in json.loads(out)["steps"]]
@@ -36,7 +36,7 @@ def test_smoke_cxr14_cell_provenance_reaches_the_images(smoke_run):
                  "cxr14_manifest", "cxr14_obtain", "cxr14_synthesize", "cxr14_atlases", "chest_train_registration",
                  "chest_train_autoencoder"):
         assert any(r.startswith(rule) for r in rules), (rule, rules)
-    out = subprocess.run([sys.executable, "-m", "medrepro.cli", "provenance",
+    out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance",
                           str(smoke_run / "tables/cxr14_cohort.csv"), "--row", "published", "--column",
                           "qc_passed", "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     paths = [s["path"] for s in json.loads(out)["steps"]]

@@ -20,8 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from medrepro.errors import ConfigError
-from medrepro.warp import to_onehot
-from medrepro.device import module_device, place
+from medrepro.spatial.warp import to_onehot
+from medrepro.nn.device import module_device, place
 
 __all__ = [
     "REPRESENTATIONS", "build_pipeline", "stratified_folds", "cross_validate", "ctr_threshold_accuracy",
@@ -148,12 +148,12 @@ def autoencoder_codes(
     """(N, code_dim) float32 codes of (N, S, S) label maps from the autoencoder's ``encode``.
 
     Masks are one-hot encoded as in training and in
-    :func:`medrepro.losses.code_distance`; the encoder must be in eval mode
+    :func:`medrepro.nn.losses.code_distance`; the encoder must be in eval mode
     (``load_autoencoder`` returns it so), or batch norm would make each code
     depend on the rest of its batch.
     """
     if encoder.training:
-        raise ValueError("the encoder must be in eval mode (use medrepro.modules.freeze)")
+        raise ValueError("the encoder must be in eval mode (use medrepro.nn.modules.freeze)")
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"masks must be an (N, S, S) stack, got shape {masks.shape}")

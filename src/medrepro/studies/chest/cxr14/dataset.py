@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from medrepro.errors import ConfigError, DataError, name_list
-from medrepro.io.png import grey_array, normalise_grey, open_image
-from medrepro.sourcing import Dataset, register
+from medrepro.data.io.png import grey_array, normalise_grey, open_image
+from medrepro.data.sourcing import Dataset, register
 
 LABEL_TABLE = "Data_Entry_2017.csv"
 IMAGES_DIR = "images"

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from medrepro.figures import Histogram, draw_histograms, save_figure, show_image
+from medrepro.report.figures import Histogram, draw_histograms, save_figure, show_image
 from medrepro.studies.chest.figures import draw_label_contours
 
 PASS_COLOUR = "#2ca02c"

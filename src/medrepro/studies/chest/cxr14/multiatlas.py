@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from medrepro.device import module_device
+from medrepro.nn.device import module_device
 from medrepro.errors import ConfigError
 from medrepro.studies.chest.autoencoder import check_label_stack
 from medrepro.studies.chest.inference import register_batch, warp_label_maps
@@ -66,7 +66,7 @@ def global_ncc(targets: np.ndarray, atlases: np.ndarray) -> np.ndarray:
     """(T, A) global normalised cross-correlation of each target with each atlas, in [-1, 1].
 
     The Pearson correlation of all pixel values, as the registration loss uses
-    (``medrepro.losses.ncc_loss`` without its epsilon); 0 where either image
+    (``medrepro.nn.losses.ncc_loss`` without its epsilon); 0 where either image
     is constant.
     """
     _check_stack(targets, "targets")

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medrepro.device import module_device
+from medrepro.nn.device import module_device
 from medrepro.errors import ConfigError
 from medrepro.metrics.overlap import dice
 from medrepro.studies.chest.autoencoder import check_label_stack

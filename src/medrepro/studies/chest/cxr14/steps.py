@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path, write_csv
-from medrepro.runner import Job
-from medrepro.steps import synthesize_step
+from medrepro.data.atomic import atomic_path, write_csv
+from medrepro.pipeline.runner import Job
+from medrepro.pipeline.steps import synthesize_step
 from medrepro.studies.chest.steps import obtain  # noqa: F401  (the same verification as the chest datasets)
 from medrepro.studies.chest.tables import FLOAT_FORMAT
 
@@ -101,7 +101,7 @@ def _atlas_set(path: str) -> dict[str, np.ndarray]:
 
 
 def _model(job: Job):
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
     from medrepro.studies.chest.inference import load_registration_model
 
     device = resolve_device()
@@ -115,7 +115,7 @@ def segment(job: Job) -> None:
     from medrepro.studies.chest.cxr14.multiatlas import segment as multiatlas_segment
     from medrepro.studies.chest.cxr14.dataset import IMAGES_DIR, read_cxr14_image
     from medrepro.studies.chest.prealign import prealign_images
-    from medrepro.elastix import with_overrides
+    from medrepro.spatial.elastix import with_overrides
     from medrepro.studies.chest.parameters import published_map
 
     p = job.params
@@ -223,7 +223,7 @@ def features(job: Job) -> None:
     from medrepro.studies.chest.cxr14.classify import autoencoder_codes
     from medrepro.errors import DataError
     from medrepro.studies.chest.autoencoder import load_autoencoder
-    from medrepro.device import resolve_device
+    from medrepro.nn.device import resolve_device
 
     members = pd.read_csv(job.input.members, dtype={"image": str})
     wanted = set(members["image"])

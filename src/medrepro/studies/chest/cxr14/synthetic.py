@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medrepro.atomic import atomic_dir, atomic_path, write_csv
-from medrepro.sourcing import MANIFEST_FILE, write_manifest
+from medrepro.data.atomic import atomic_dir, atomic_path, write_csv
+from medrepro.data.sourcing import MANIFEST_FILE, write_manifest
 from medrepro.studies.chest.synthetic import (
     CARDIOMEGALY_CTR,
     LOOKS,
@@ -56,7 +56,7 @@ from medrepro.studies.chest.synthetic import (
 )
 from medrepro.errors import ConfigError
 from medrepro.studies.chest.cxr14 import dataset as cxr14
-from medrepro.io.png import write_grey_png
+from medrepro.data.io.png import write_grey_png
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
 from medrepro.studies.chest.subjects import HEART, LEFT_LUNG, RIGHT_LUNG, Subject
-from medrepro.io.png import read_binary_mask, write_mask_gif
+from medrepro.data.io.png import read_binary_mask, write_mask_gif
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
 from medrepro.studies.chest.subjects import LEFT_LUNG, RIGHT_LUNG, Subject
-from medrepro.io.png import normalise_grey, read_binary_mask, read_grey
+from medrepro.data.io.png import normalise_grey, read_binary_mask, read_grey
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Layout::
     <mask_root>/mask/CHNCXR_0001_0_mask.png
 
 Images are PNGs in mode ``P`` (most), ``RGB`` with equal channels or ``L``;
-they are reduced to grey by :mod:`medrepro.io.png`. Readings hold sex and age
+they are reduced to grey by :mod:`medrepro.data.io.png`. Readings hold sex and age
 on the first line (``male 35yrs``, with typos) and ``normal`` or the findings
 below. The mask release covers only part of the set (566 of 662 images): only
 images with a mask are converted, and the count is logged.
@@ -34,11 +34,11 @@ from typing import Iterable, Iterator
 import numpy as np
 from scipy import ndimage
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
 from medrepro.studies.chest.subjects import LEFT_LUNG, RIGHT_LUNG, Subject
 from medrepro.studies.chest.readers.montgomery import LUNG_LABELS, parse_age_years, parse_sex, tb_flag
-from medrepro.io.png import normalise_grey, read_binary_mask, read_grey
+from medrepro.data.io.png import normalise_grey, read_binary_mask, read_grey
 
 log = logging.getLogger(__name__)
 

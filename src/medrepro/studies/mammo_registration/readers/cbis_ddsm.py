@@ -45,7 +45,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medrepro.atomic import atomic_path
+from medrepro.data.atomic import atomic_path
 from medrepro.errors import ConfigError, DataError, name_list
 from medrepro.shared.dicom import CROPPED, FULL_MAMMOGRAM, ROI_MASK, dicom_shape, read_mammogram
 
