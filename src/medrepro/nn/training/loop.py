@@ -2,9 +2,10 @@
 
 :func:`run_resumable_training` owns the step loop: logging (train rows average
 the terms since the last row, validation rows), checkpointing, resuming and
-the final atomic writes. A trainer supplies the network, the optimiser, its
-configuration (which a checkpoint must match to be resumed), its named random
-generators and one function per training step.
+the final atomic writes. Its caller (trainers go through
+:class:`medrepro.training.supervised.SupervisedTrainer`) supplies the network,
+the optimiser, the configuration (which a checkpoint must match to be
+resumed), the named random generators and one function per training step.
 """
 
 from __future__ import annotations
