@@ -32,6 +32,8 @@ from medrepro.errors import MedreproError
 from medrepro.provenance.hashing import sha256_file
 
 RECORD_VERSION = 1
+# The checkout this code runs from (src/medrepro/provenance/records.py -> the repository root).
+SOURCE_TREE = Path(__file__).resolve().parents[3]
 TRACKED_PACKAGES = (
     "medrepro", "torch", "numpy", "scipy", "pandas", "scikit-learn", "SimpleITK",
     "itk-elastix", "medpy", "matplotlib", "pillow", "pydicom", "snakemake",
@@ -66,7 +68,7 @@ def normpath(path: str | Path) -> str:
 # --------------------------------------------------------- environment
 def code_version(repo_dir: str | Path | None = None) -> dict:
     """Git commit of the workflow's source tree and whether it had local changes."""
-    repo_dir = Path(repo_dir or Path(__file__).resolve().parents[2])
+    repo_dir = Path(repo_dir or SOURCE_TREE)
 
     def git(*args: str) -> str | None:
         try:
@@ -104,7 +106,7 @@ def lock_state(packages: dict, repo_dir: str | Path | None = None) -> dict | Non
     """The lock file behind this environment: its sha256, the sha256 of the lock that `make` installed
     into this environment (None when it was set up otherwise, e.g. a conda env), and the tracked
     ``packages`` (name -> installed version) whose version differs from the lock. None outside a checkout."""
-    lock = Path(repo_dir or Path(__file__).resolve().parents[2]) / LOCK_FILE
+    lock = Path(repo_dir or SOURCE_TREE) / LOCK_FILE
     if not lock.is_file():
         return None
     locked = locked_versions(lock)

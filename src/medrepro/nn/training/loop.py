@@ -3,7 +3,7 @@
 :func:`run_resumable_training` owns the step loop: logging (train rows average
 the terms since the last row, validation rows), checkpointing, resuming and
 the final atomic writes. Its caller (trainers go through
-:class:`medrepro.training.supervised.SupervisedTrainer`) supplies the network,
+:class:`medrepro.nn.training.supervised.SupervisedTrainer`) supplies the network,
 the optimiser, the configuration (which a checkpoint must match to be
 resumed), the named random generators and one function per training step.
 """
