@@ -38,6 +38,7 @@ from medrepro.errors import ConfigError
 from medrepro.pipeline.runner import Job, _Namespace, execute
 
 from conftest import REPO
+from support.snakemake_job import Named
 
 MAX_MESSAGE_CHARS = 300
 # Where the message also says what to download, from where and where to put it (the datasets' instructions).
@@ -206,17 +207,6 @@ def config_case(name: str, config: str, *names: str, max_chars: int = MAX_MESSAG
 # ---------------------------------------------------------------- data mistakes: a rule's step
 
 
-class _Named(list):
-    """Like Snakemake's Namedlist: the values in order, ``items()`` by name."""
-
-    def __init__(self, **named):
-        super().__init__(named.values())
-        self.named = named
-
-    def items(self):
-        return self.named.items()
-
-
 @dataclass
 class StepRun:
     rule: str
@@ -231,10 +221,10 @@ def run_step(case: Path, run: StepRun, level: str) -> Outcome:
     """Run a step as scripts/step.py does, with its logging; restore the test's logging afterwards."""
     log_file = case / "results" / "logs" / f"{run.rule}.log"
     smk = type("Snakemake", (), {})()
-    smk.rule, smk.threads, smk.log = run.rule, 1, _Named(log=str(log_file))
-    smk.input, smk.output = _Named(**(run.input or {})), _Named(**run.output)
-    smk.params, smk.wildcards = _Named(step=run.step, **run.params), _Named(**(run.wildcards or {}))
-    smk.resources, smk.config = _Named(_cores=1), {"provenance_dir": str(case / "results" / "provenance")}
+    smk.rule, smk.threads, smk.log = run.rule, 1, Named(log=str(log_file))
+    smk.input, smk.output = Named(**(run.input or {})), Named(**run.output)
+    smk.params, smk.wildcards = Named(step=run.step, **run.params), Named(**(run.wildcards or {}))
+    smk.resources, smk.config = Named(_cores=1), {"provenance_dir": str(case / "results" / "provenance")}
     root = logging.getLogger()
     handlers, level_before = root.handlers[:], root.level
     try:

@@ -8,6 +8,8 @@ import pytest
 from medrepro.pipeline import steps as kernel_steps
 from medrepro.pipeline.runner import Job, execute, job_from_snakemake, resolve_step
 
+from support.snakemake_job import Named
+
 
 
 def test_resolve_step_finds_the_function_and_names_what_is_wrong():
@@ -18,17 +20,6 @@ def test_resolve_step_finds_the_function_and_names_what_is_wrong():
         resolve_step("medrepro.pipeline.steps:nope")
     with pytest.raises(ModuleNotFoundError):
         resolve_step("medrepro.nowhere:split")
-
-
-class Named(list):
-    """Like Snakemake's Namedlist: iterates over the values, ``items()`` gives the names."""
-
-    def __init__(self, **named):
-        super().__init__(named.values())
-        self.named = named
-
-    def items(self):
-        return self.named.items()
 
 
 class FakeSnakemake:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from support.smoke import assert_figures
 
 
 @pytest.mark.slow
@@ -53,9 +54,7 @@ def test_smoke_cell_provenance_reaches_raw_files(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_chest_figures_exist(smoke_run):
-    for name in ['chest_dice_distributions', 'chest_registration_examples', 'chest_training_curves', 'chest_anatomical_loss', 'chest_synthetic_examples']:
-        png = smoke_run / "figures" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert_figures(smoke_run, ['chest_dice_distributions', 'chest_registration_examples', 'chest_training_curves', 'chest_anatomical_loss', 'chest_synthetic_examples'])
 
 
 def test_chest_plans_every_method_dataset_and_seed(study_plans):

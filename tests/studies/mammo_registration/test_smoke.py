@@ -14,6 +14,7 @@ from medrepro.provenance.crate import export_crate
 
 from conftest import REPO
 from support.crate_trace import as_list, trace
+from support.smoke import assert_figures
 
 
 @pytest.mark.slow
@@ -73,9 +74,7 @@ def test_smoke_mammo_registration_cells_trace_to_the_raw_dicoms(smoke_run, tmp_p
 
 @pytest.mark.slow
 def test_smoke_mammo_registration_figures_exist(smoke_run):
-    for name in ['mammo_registration_overlap_mask', 'mammo_registration_training_curves', 'mammo_registration_giou_histogram', 'mammo_registration_examples', 'mammo_registration_synthetic_pairs']:
-        png = smoke_run / "figures" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert_figures(smoke_run, ['mammo_registration_overlap_mask', 'mammo_registration_training_curves', 'mammo_registration_giou_histogram', 'mammo_registration_examples', 'mammo_registration_synthetic_pairs'])
 
 
 def test_mammo_registration_plans_every_variant_and_seed(study_plans):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from support.smoke import assert_figures
 
 
 @pytest.mark.slow
@@ -46,9 +47,7 @@ def test_smoke_cxr14_cell_provenance_reaches_the_images(smoke_run):
 
 @pytest.mark.slow
 def test_smoke_cxr14_figures_exist(smoke_run):
-    for name in ['cxr14_rca_histogram', 'cxr14_published_rca_histogram', 'cxr14_rca_validation']:
-        png = smoke_run / "figures" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert_figures(smoke_run, ['cxr14_rca_histogram', 'cxr14_published_rca_histogram', 'cxr14_rca_validation'])
 
 
 def test_cxr14_alone_plans_only_the_atlas_datasets_chain_of_the_chest_study(study_plans):
