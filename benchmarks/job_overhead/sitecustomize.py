@@ -29,12 +29,21 @@ def _timed_import(name, globals=None, locals=None, fromlist=(), level=0):
         _seconds[top] = _seconds.get(top, 0.0) + time.perf_counter() - start
 
 
+def _process_start() -> float:
+    with open("/proc/self/stat") as stat:  # field 22: start time in clock ticks after boot
+        ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/stat") as stat:
+        boot = next(int(line.split()[1]) for line in stat if line.startswith("btime"))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _report():
     job = getattr(sys.modules.get("__main__"), "snakemake", None)  # the script preamble's job object
     target = os.environ.get("MEDREPRO_IMPORT_LOG")
     if job is None or not target:
         return
-    line = {"rule": job.rule, "wildcards": dict(job.wildcards.items()), "imports": _seconds}
+    line = {"rule": job.rule, "wildcards": dict(job.wildcards.items()), "imports": _seconds,
+            "lifetime_s": time.time() - _process_start()}
     with open(target, "a") as log:
         log.write(json.dumps(line) + "\n")
 
