@@ -29,12 +29,10 @@ def _timed_import(name, globals=None, locals=None, fromlist=(), level=0):
         _seconds[top] = _seconds.get(top, 0.0) + time.perf_counter() - start
 
 
-def _process_start() -> float:
-    with open("/proc/self/stat") as stat:  # field 22: start time in clock ticks after boot
-        ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/stat") as stat:
-        boot = next(int(line.split()[1]) for line in stat if line.startswith("btime"))
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+def _process_start_time() -> float:
+    import psutil  # as the job records take their process start (medrepro.provenance.records.process_started)
+
+    return psutil.Process().create_time()
 
 
 def _report():
@@ -43,7 +41,7 @@ def _report():
     if job is None or not target:
         return
     line = {"rule": job.rule, "wildcards": dict(job.wildcards.items()), "imports": _seconds,
-            "lifetime_s": time.time() - _process_start()}
+            "lifetime_s": time.time() - _process_start_time()}
     with open(target, "a") as log:
         log.write(json.dumps(line) + "\n")
 

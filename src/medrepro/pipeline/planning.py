@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]  # src/medrepro/pipeline/planning.py -> the checkout
+from medrepro.provenance.records import SOURCE_TREE as REPO  # the checkout whose workflow is planned
 
 
 def job_counts(output: str) -> dict[str, int]:
