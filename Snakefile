@@ -98,10 +98,29 @@ rule all:
     default_target: True
 
 
+onstart:
+    # A local run's jobs start warm: one server imports torch and the other heavy libraries once, and each
+    # job's step runs in a fork of it (medrepro.pipeline.warm; MEDREPRO_WARM=0 turns it off). Cluster jobs
+    # start cold, each in its own process.
+    if workflow.local_exec:
+        from medrepro.pipeline.warm import start_server
+
+        start_server()
+
+
 onsuccess:
+    from medrepro.pipeline.warm import stop_server
+
+    stop_server()
     # Where the run's time went, per rule (start-up, step), from the records of the jobs it ran:
     # <results>/logs/run_times.csv and the log.
     from medrepro.provenance.run_times import report_run_times
 
     report_run_times(config["provenance_dir"], f"{RESULTS}/logs/run_times.csv", since=RUN_STARTED,
                      cores=workflow.cores, log=logger.info)
+
+
+onerror:
+    from medrepro.pipeline.warm import stop_server
+
+    stop_server()

@@ -16,15 +16,16 @@ STUDY_TABLE = yaml.safe_load((REPO / "workflow/studies.yaml").read_text())
 STUDIES = tuple(STUDY_TABLE)
 
 
-def snakemake(*args, cwd=REPO, timeout=900) -> subprocess.CompletedProcess:
+def snakemake(*args, cwd=REPO, timeout=900, env=None) -> subprocess.CompletedProcess:
+    """``snakemake ARGS``; ``env``: variables to set for it."""
     return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=None if env is None else {**os.environ, **env})
 
 
-def run_smoke(results: Path, *targets: str, timeout: int = 1200) -> Path:
+def run_smoke(results: Path, *targets: str, timeout: int = 1200, env=None) -> Path:
     """Run the smoke workflow locally from empty into ``results`` (all of it, or the given target files)."""
     result = snakemake("--cores", "2", "--configfile", "config/smoke.yaml", "--config", f"results_dir={results}",
-                       *(("--", *targets) if targets else ()), timeout=timeout)
+                       *(("--", *targets) if targets else ()), timeout=timeout, env=env)
     assert result.returncode == 0, result.stderr[-6000:]
     return results
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from medrepro.pipeline import warm
 from medrepro.provenance import records as provenance
 from medrepro.errors import MedreproError
 
@@ -54,6 +55,8 @@ class Job:
     extra_inputs: list[str] = field(default_factory=list)
     # The step function, as ``module:function`` (from the rule's ``params.step``).
     step: str | None = None
+    # When the job's process started (the one Snakemake runs; the step may run in a warm child of it).
+    process_started: str | None = None
 
     def all_inputs(self) -> list[str]:
         return _flatten([*self.input.values(), *self.extra_inputs])
@@ -100,6 +103,7 @@ def job_from_snakemake(smk) -> Job:
         resources=resources,
         log=[str(p) for p in smk.log],
         provenance_dir=smk.config.get("provenance_dir", "results/provenance"),
+        process_started=provenance.process_started(),
     )
 
 
@@ -122,14 +126,13 @@ def execute(job: Job, step: Callable[[Job], None]) -> None:
         rule=job.rule, wildcards=dict(job.wildcards), inputs=job.all_inputs(), outputs=job.all_outputs(),
         params=dict(job.params), threads=job.threads, resources=job.resources, started=started,
         finished=finished, log=job.log, cells=job.cells, extra=job.extra, step=job.step,
-        process_started=provenance.process_started())
+        process_started=job.process_started or provenance.process_started(), warm_start=warm.in_child())
     provenance.write_record(job.provenance_dir, record)
     log.info("rule %s finished; provenance recorded", job.rule)
 
 
-def run(smk, step: Callable[[Job], None]) -> None:
-    """Entry point used by every script: errors are logged and exit non-zero."""
-    job = job_from_snakemake(smk)
+def run(job: Job, step: Callable[[Job], None]) -> None:
+    """Run a job's step as a job process does: errors are logged and exit non-zero."""
     setup_logging(job.log)
     try:
         execute(job, step)
@@ -155,8 +158,13 @@ def resolve_step(name: str) -> Callable[[Job], None]:
 
 
 def run_step(smk) -> None:
-    """Entry point of ``scripts/step.py``: run the step named in the rule's ``params.step``."""
+    """Entry point of ``scripts/step.py``: run the step named in the rule's ``params.step``, in a warm child
+    of the run's server when there is one (:mod:`medrepro.pipeline.warm`), else in this process."""
     name = dict(smk.params.items()).get(STEP_PARAM)
     if name is None:
         sys.exit(f"rule {smk.rule}: no params.step naming the step function to run (module:function)")
-    run(smk, resolve_step(name))
+    job = job_from_snakemake(smk)
+    status = warm.run_in_server(job)
+    if status is not None:
+        sys.exit(status)
+    run(job, resolve_step(name))

@@ -193,7 +193,7 @@ def record_path(prov_dir: str | Path, rule: str, wildcards: dict) -> Path:
 def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list[str], params: dict,
                  threads: int | None, resources: dict, started: str, finished: str, log: list[str],
                  cells: dict | None = None, extra: dict | None = None, step: str | None = None,
-                 process_started: str | None = None) -> dict:
+                 process_started: str | None = None, warm_start: bool = False) -> dict:
     params = to_jsonable(params)
     packages = package_versions()
     record = {
@@ -212,6 +212,7 @@ def build_record(*, rule: str, wildcards: dict, inputs: list[str], outputs: list
         "lock": lock_state(packages),
         "host": execution_host(),
         "process_started": process_started,
+        "warm_start": warm_start,  # the step ran in a fork of the run's warm-start server (medrepro.pipeline.warm)
         "started": started,
         "finished": finished,
         "log": [normpath(p) for p in log],

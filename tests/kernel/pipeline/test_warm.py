@@ -1,0 +1,146 @@
+"""Warm starts: a job's step runs in a fork of the run's server as it would in the job's own process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medrepro.pipeline import warm
+
+JOB = Path(__file__).resolve().parents[2] / "support/warm_job.py"
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server of this test process, importing torch (as a run's server does) but not the rest."""
+    socket_path = tmp_path_factory.mktemp("warm") / "jobs.sock"
+    process = subprocess.Popen([sys.executable, "-c", "import sys; from medrepro.pipeline import warm; "
+                                f"warm.serve(warm.Path(sys.argv[1]), {os.getpid()}, modules=('torch',))",
+                                str(socket_path)],
+                               env={**os.environ, **{name: "1" for name in warm.THREAD_VARIABLES}})
+    wait_for(socket_path.exists, what="the server's socket")
+    yield socket_path
+    process.terminate()
+    process.wait(10)
+
+
+def job_process(step: str, folder: Path, socket_path: Path | None, **env) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items() if k != warm.SOCKET_VARIABLE}
+    if socket_path is not None:
+        environ[warm.SOCKET_VARIABLE] = str(socket_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, str(JOB), step, str(folder)], cwd=folder, env={**environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_job(step: str, folder: Path, socket_path: Path | None, **env) -> tuple[subprocess.CompletedProcess, dict]:
+    process = job_process(step, folder, socket_path, **env)
+    stdout, stderr = process.communicate(timeout=120)
+    client = json.loads((folder / "client.pid").read_text())
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), client
+
+
+def record(folder: Path, step: str) -> dict:
+    return json.loads((folder / "provenance/jobs" / f"warm_{step}.json").read_text())
+
+
+def test_a_step_runs_in_a_child_of_the_server_with_the_job_process_streams_folder_and_environment(server, tmp_path):
+    result, client = run_job("report", tmp_path / "warm", server, WARM_TEST_VARIABLE="seen", OMP_NUM_THREADS="3")
+    assert result.returncode == 0, result.stderr
+    seen = json.loads((tmp_path / "warm/report.json").read_text())
+    assert seen["pid"] != client  # a child of the server ran it
+    assert seen["cwd"] == str(tmp_path / "warm") and seen["variable"] == "seen"
+    assert seen["argv"][0] == str(JOB)
+    assert seen["torch_threads"] == 3 and seen["pool_threads"] == [3]  # as OMP_NUM_THREADS gives a fresh process
+    assert "report written" in result.stdout  # the job process's own streams
+    assert "rule warm_report finished" in (tmp_path / "warm/report.log").read_text()
+    rec = record(tmp_path / "warm", "report")
+    assert rec["warm_start"] is True
+    assert rec["process_started"] <= rec["started"] <= rec["finished"]  # the job process's start, not the fork's
+
+
+def test_without_a_server_the_job_process_runs_the_step_itself_with_the_same_result(server, tmp_path):
+    result, _ = run_job("report", tmp_path / "warm", server, OMP_NUM_THREADS="2")
+    assert result.returncode == 0, result.stderr
+    for socket_path in (None, tmp_path / "missing.sock"):
+        folder = tmp_path / f"cold{socket_path is None}"
+        result, client = run_job("report", folder, socket_path, OMP_NUM_THREADS="2")
+        assert result.returncode == 0, result.stderr
+        seen = json.loads((folder / "report.json").read_text())
+        assert seen["pid"] == client and record(folder, "report")["warm_start"] is False
+        warm_seen = json.loads((tmp_path / "warm/report.json").read_text())
+        for key in ("torch_threads", "pool_threads", "random", "variable"):
+            assert seen[key] == warm_seen[key], key
+    result, client = run_job("report", tmp_path / "off", server, OMP_NUM_THREADS="2", **{warm.SWITCH_VARIABLE: "0"})
+    assert json.loads((tmp_path / "off/report.json").read_text())["pid"] == client
+
+
+def test_a_failing_step_fails_the_job_process_with_its_message(server, tmp_path):
+    result, _ = run_job("refuse", tmp_path, server)
+    assert result.returncode == 1
+    assert "refused on purpose" in result.stderr and "refused on purpose" in (tmp_path / "refuse.log").read_text()
+    assert not (tmp_path / "provenance/jobs/warm_refuse.json").exists()
+    result, _ = run_job("no_such_step", tmp_path / "unknown", server)
+    assert result.returncode == 1 and "has no function 'no_such_step'" in result.stderr
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_job_process_takes_its_step_with_it(server, tmp_path, how):
+    process = job_process("wait", tmp_path, server)
+    pid_file = tmp_path / "wait.pid"
+    wait_for(pid_file.exists, what="the step to start")
+    child = int(pid_file.read_text())
+    assert child != process.pid
+    process.send_signal(how)
+    process.wait(30)
+    assert process.returncode != 0
+    wait_for(lambda: not alive(child), timeout=10, what=f"the step's process {child} to end")
+
+
+def test_a_step_killed_in_the_server_fails_its_job_process(server, tmp_path):
+    process = job_process("wait", tmp_path, server)
+    pid_file = tmp_path / "wait.pid"
+    wait_for(pid_file.exists, what="the step to start")
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1 and "ended without an exit status" in stderr
+
+
+def test_the_server_ends_with_its_parent_and_removes_its_socket(tmp_path):
+    socket_path = tmp_path / "jobs.sock"
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, "
+                               "'-m', 'medrepro.pipeline.warm', '--socket', sys.argv[1], '--preload', '', '--parent', "
+                               "str(__import__('os').getpid())]); time.sleep(60)", str(socket_path)])
+    try:
+        wait_for(socket_path.exists, what="the server's socket")
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: not socket_path.exists(), timeout=20, what="the server to end")
+
+
+def test_warm_starts_can_be_switched_off(monkeypatch):
+    environ = {warm.SWITCH_VARIABLE: "0"}
+    assert warm.start_server(environ) is None and warm.SOCKET_VARIABLE not in environ
