@@ -10,6 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests folder: `support` importable
 
 from medrepro.errors import DataError  # noqa: E402
+from support.snakemake_job import Named  # noqa: E402
 
 
 # ------------------------------------------------------------------ steps
@@ -36,15 +37,6 @@ def wait(job) -> None:
 
 
 # ------------------------------------------------------------------ the job process
-class Named(list):
-    def __init__(self, **named):
-        super().__init__(named.values())
-        self.named = named
-
-    def items(self):
-        return self.named.items()
-
-
 class Smk:
     """The attributes of Snakemake's script object that the runner reads."""
 
