@@ -25,6 +25,7 @@ Beyond standard JSON Schema, two checks that a schema cannot express:
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
@@ -117,6 +118,7 @@ def load_schema(schema_path: str | Path):
     schema_path = Path(schema_path).resolve()
     schema = {**_schema_document(schema_path), "$id": schema_path.as_uri()}
 
+    @functools.cache  # the validator asks once per $ref it meets, not once per file
     def retrieve(uri: str):
         return Resource(_schema_document(Path(url2pathname(urlparse(uri).path))), DRAFT202012)
 

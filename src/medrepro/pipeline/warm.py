@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import Iterable
 
 SOCKET_VARIABLE = "MEDREPRO_WARM_SOCKET"
 SWITCH_VARIABLE = "MEDREPRO_WARM"  # "0": every job runs in its own process
@@ -76,7 +77,7 @@ class Server:
 _running: list[Server] = []  # the server this process started
 
 
-def start_server(environ: dict | None = None) -> Server | None:
+def start_server(environ: dict | None = None, preload: Iterable[str] = PRELOAD) -> Server | None:
     """Start a server for this process's jobs and name its socket in ``environ`` (``os.environ``, which the jobs
     inherit). None, and nothing started, when warm starts are switched off or one runs already. The server ends
     with this process, or with :func:`stop_server`.
@@ -96,8 +97,8 @@ def start_server(environ: dict | None = None) -> Server | None:
                   "PYTHONPATH": os.pathsep.join(filter(None, [source, environ.get("PYTHONPATH")]))}
     server_env.pop(SOCKET_VARIABLE, None)
     process = subprocess.Popen([sys.executable, "-m", "medrepro.pipeline.warm", "--socket", str(socket_path),
-                                "--parent", str(os.getpid())], env=server_env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL)
+                                "--parent", str(os.getpid()), "--preload", ",".join(preload)], env=server_env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     environ[SOCKET_VARIABLE] = str(socket_path)
     _running.append(Server(socket_path, process))
     return _running[0]
@@ -288,5 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     serve(args.socket, args.parent, modules=tuple(filter(None, args.preload.split(","))))
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the server runs as the imported module: in_child() is the runner's flag
+    from medrepro.pipeline import warm
+
+    warm.main()

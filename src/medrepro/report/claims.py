@@ -34,7 +34,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 
 from medrepro.data.atomic import write_csv
 from medrepro.errors import DataError
@@ -87,6 +86,8 @@ def one_sided_wilcoxon(differences: np.ndarray) -> float:
     differences = differences[np.isfinite(differences)]
     if differences.size == 0 or np.all(differences == 0):
         return 1.0
+    from scipy.stats import wilcoxon  # here, not at the top: every workflow parse imports this module (seeds)
+
     return float(wilcoxon(differences, zero_method="wilcox", alternative="greater").pvalue)
 
 

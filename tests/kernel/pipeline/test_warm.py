@@ -33,17 +33,16 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A server of this test process, importing torch (as a run's server does) but not the rest."""
-    socket_path = tmp_path_factory.mktemp("warm") / "jobs.sock"
-    process = subprocess.Popen([sys.executable, "-c", "import sys; from medrepro.pipeline import warm; "
-                                f"warm.serve(warm.Path(sys.argv[1]), {os.getpid()}, modules=('torch',))",
-                                str(socket_path)],
-                               env={**os.environ, **{name: "1" for name in warm.THREAD_VARIABLES}})
+def server():
+    """A server of this test process, started as the Snakefile starts one, importing torch but not the rest."""
+    environ = {k: v for k, v in os.environ.items() if k != warm.SOCKET_VARIABLE}
+    started = warm.start_server(environ, preload=("torch",))
+    socket_path = Path(environ[warm.SOCKET_VARIABLE])
+    assert started is not None and started.socket_path == socket_path
     wait_for(socket_path.exists, what="the server's socket")
     yield socket_path
-    process.terminate()
-    process.wait(10)
+    warm.stop_server()
+    assert not socket_path.exists() and not socket_path.parent.exists()
 
 
 def job_process(step: str, folder: Path, socket_path: Path | None, **env) -> subprocess.Popen:
