@@ -184,6 +184,10 @@ def serve(socket_path: Path, parent: int, modules=PRELOAD) -> None:
         log.warning("warm start: CUDA was initialised while importing, and a fork would not inherit it; "
                     "every job runs in its own process")
         return
+    if _thread_count() > 1:
+        log.warning("warm start: importing started %d threads, and a fork keeps only the one that forks; "
+                    "every job runs in its own process", _thread_count() - 1)
+        return
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -208,6 +212,14 @@ def serve(socket_path: Path, parent: int, modules=PRELOAD) -> None:
 def in_child() -> bool:
     """Whether this process is a server's child running a job (its record says so)."""
     return _in_child
+
+
+def _thread_count() -> int:
+    """Threads of this process, those of C libraries included (Linux), else Python's own."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def _run_child(connection: socket.socket) -> None:

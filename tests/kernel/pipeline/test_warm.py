@@ -140,6 +140,18 @@ def test_the_server_ends_with_its_parent_and_removes_its_socket(tmp_path):
     wait_for(lambda: not socket_path.exists(), timeout=20, what="the server to end")
 
 
+def test_a_server_whose_imports_start_a_thread_serves_no_job(tmp_path):
+    (tmp_path / "threaded.py").write_text("import threading, time\n"
+                                          "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n")
+    socket_path = tmp_path / "jobs.sock"
+    result = subprocess.run([sys.executable, "-m", "medrepro.pipeline.warm", "--socket", str(socket_path),
+                             "--preload", "threaded", "--parent", str(os.getpid())],
+                            env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "importing started 1 threads" in result.stderr
+    assert not socket_path.exists()
+
+
 def test_warm_starts_can_be_switched_off(monkeypatch):
     environ = {warm.SWITCH_VARIABLE: "0"}
     assert warm.start_server(environ) is None and warm.SOCKET_VARIABLE not in environ
