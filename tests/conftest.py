@@ -40,6 +40,20 @@ def smoke_config_with(folder: Path, studies: str) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def slurm_smoke_run(request, tmp_path_factory):
+    """The SLURM run of tests/workflow/test_slurm.py, started with the session when a selected test needs it
+    (None otherwise). It mostly waits for the cluster, so the other tests run meanwhile."""
+    if not any("slurm_run" in item.fixturenames for item in request.session.items):
+        yield None
+        return
+    from support.slurm_run import SlurmSmokeRun
+
+    run = SlurmSmokeRun(tmp_path_factory.mktemp("slurm-smoke")).start()
+    yield run
+    run.stop()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """Results directory of the smoke workflow run locally, end to end (once per session)."""

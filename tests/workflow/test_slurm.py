@@ -5,22 +5,18 @@ two stand-in GPUs, no accounting) needs root and the slurm-wlm and munge package
 Without them the cluster tests are skipped, except under CI=true, where they fail.
 
 One SLURM run of the smoke workflow serves every cluster test. Two faults are
-injected into it while it runs (see :class:`FaultInjector`): a job whose process
-is killed, and a training job cancelled after its first checkpoint. The run must
-still complete, with the same tables as the uninterrupted local smoke run.
+injected into it while it runs (see :class:`support.slurm_run.FaultInjector`): a job
+whose process is killed, and a training job cancelled after its first checkpoint.
+The run must still complete, with the same tables as the uninterrupted local smoke
+run. It starts with the session and runs beside the other tests (tests/conftest.py).
 """
 
-import json
 import os
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -30,24 +26,17 @@ from rocrate.rocrate import ROCrate
 from medrepro.provenance import records as provenance
 from medrepro.provenance.crate import export_crate
 from medrepro.pipeline.planning import dry_run
-from medrepro.nn.training.checkpoint import load_checkpoint, load_torch
+from medrepro.nn.training.checkpoint import load_torch
 
 from conftest import REPO, snakemake
 from support.crate_trace import as_list, trace
+from support.slurm_run import Unavailable, site_free_environment
 
-CLUSTER = REPO / "tests/workflow/slurm/cluster.sh"
-PROFILES = ["--profile", "profiles/slurm", "--profile", "tests/workflow/slurm/profile"]
-COMMANDS = ("munged", "munge", "slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "scontrol", "srun")
-SITE_VARIABLES = ("MEDREPRO_SLURM_ACCOUNT", "MEDREPRO_SLURM_PARTITION", "MEDREPRO_SLURM_GPU_PARTITION",
-                  "MEDREPRO_SLURM_GPU_MODEL", "SNAKEMAKE_SLURM_PARTITIONS")
 # GPU rules of the studies the SLURM run executes, and of every study (the profile's dry runs plan them all).
 RUN_GPU_RULES = {"chest_train_autoencoder", "chest_train_registration", "chest_evaluate_learned", "cxr14_segment",
                  "cxr14_rca", "cxr14_rca_validation", "cxr14_features"}
 GPU_RULES = RUN_GPU_RULES | {"mammo_registration_pretrain_detector", "mammo_registration_train",
                              "mammo_registration_evaluate_learned"}
-# The SLURM run executes the chest and ChestX-ray14 studies of the smoke config: between them they have every
-# kind of rule, group and fault the profile handles; the mammography study's entries are planned by the dry runs.
-RUN_STUDIES = "[chest, cxr14]"
 # Groups of profiles/slurm whose members share one cluster job in the smoke run.
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},
@@ -57,14 +46,6 @@ ONE_JOB_GROUPS = {
                "chest_figure_synthetic", "cxr14_figure_rca", "cxr14_figure_published_rca",
                "cxr14_figure_rca_validation"},
 }
-
-
-def site_free_environment(**extra) -> dict:
-    """This environment without site settings of the profile or SLURM client defaults."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in SITE_VARIABLES and not k.startswith(("SBATCH_", "SRUN_", "SALLOC_"))}
-    env.update(extra)
-    return env
 
 
 # ------------------------------------------------------------ planning only
@@ -113,175 +94,18 @@ def test_profile_without_site_settings_leaves_them_to_slurm(tmp_path):
             assert res["slurm_account"] == res["slurm_partition"] == "", (rule, res)
 
 
-# ------------------------------------------------------- the test cluster
-def unavailable(reason: str):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"SLURM test cluster unavailable under CI=true: {reason}")
-    pytest.skip(f"SLURM test cluster unavailable: {reason}")
-
-
-def cluster(*args: str, env: dict, timeout: int = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(CLUSTER), *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def slurm_cluster():
-    """SLURM_CONF of a running test cluster: the one already up, else one started here and stopped after."""
-    if os.geteuid() != 0:
-        unavailable("needs root (the daemons run as SlurmUser=root)")
-    missing = [c for c in COMMANDS if shutil.which(c) is None]
-    if missing:
-        unavailable(f"not installed: {' '.join(missing)} (apt-get install slurm-wlm munge)")
-    if Path("/etc/slurm/slurm.conf").exists():
-        unavailable("/etc/slurm/slurm.conf exists: this machine belongs to another cluster")
-    env = site_free_environment()
-    env.pop("SLURM_CONF", None)
-    already_up = cluster("status", env=env).returncode == 0
-    up = cluster("up", env=env)
-    if up.returncode != 0:
-        cluster("down", env=env)
-        unavailable(f"cluster.sh up failed:\n{up.stderr[-3000:]}")
-    conf = re.search(r"^export SLURM_CONF=(\S+)$", up.stdout, re.M).group(1)
-    yield conf
-    if not already_up:
-        cluster("down", env=env)
-
-
-# ------------------------------------------------------------ fault injection
-def processes_holding_files_under(directory: Path) -> dict[int, Path]:
-    """pid -> a file under ``directory`` that the process has open (a rule's log: one job's step process)."""
-    prefix = f"{directory.resolve()}{os.sep}"
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                target = os.readlink(fd.path)
-                if target.startswith(prefix):
-                    found[int(entry.name)] = Path(target)
-                    break
-        except OSError:  # gone meanwhile, or a kernel thread
-            continue
-    return found
-
-
-def slurm_job_of(pid: int) -> str:
-    """SLURM_JOB_ID in a process's environment."""
-    for item in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-        if item.startswith(b"SLURM_JOB_ID="):
-            return item.split(b"=", 1)[1].decode()
-    raise AssertionError(f"process {pid} does not run in a SLURM job")
-
-
-def wait_until_gone(pid: int, timeout: float) -> None:
-    """Wait for a process to exit (a zombie counts as gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"process {pid} still runs {timeout} s after its job was cancelled")
-
-
-class FaultInjector:
-    """Two faults, each injected once into a running SLURM workflow by :meth:`poll`.
-
-    ``killed``: the first ChestX-ray14 RCA shard job has its step process killed
-    (SIGKILL, as the kernel's out-of-memory killer would): the job fails.
-    ``cancelled``: the first registration training seen past a checkpoint is
-    frozen (SIGSTOP) so that it cannot finish meanwhile, checked to have its
-    checkpoint and no model yet, and its SLURM job is cancelled with scancel.
-    """
-
-    def __init__(self, results: Path, env: dict):
-        self.results, self.env = results, env
-        self.killed: dict | None = None
-        self.cancelled: dict | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.killed is not None and self.cancelled is not None
-
-    def poll(self) -> None:
-        if self.killed is None and (self.results / "logs/cxr14_rca").is_dir():
-            self._kill_rca_shard()
-        if self.cancelled is None and any(c.stem != "autoencoder"
-                                          for c in self.results.glob("chest/*/checkpoints/seed*/*.ckpt")):
-            self._cancel_training()
-
-    def _kill_rca_shard(self) -> None:
-        for pid, log in processes_holding_files_under(self.results / "logs/cxr14_rca").items():
-            job_id = slurm_job_of(pid)
-            os.kill(pid, signal.SIGKILL)
-            self.killed = {"job_id": job_id, "shard": log.stem}
-            return
-
-    def _cancel_training(self) -> None:
-        training = processes_holding_files_under(self.results / "logs/chest_train_registration")
-        for pid in training:
-            os.kill(pid, signal.SIGSTOP)
-        victim = None
-        for pid, log in training.items():
-            dataset, method_seed = log.stem.split("_", 1)  # <dataset>_<method>_seed<N>.log
-            method, seed = method_seed.rsplit("_seed", 1)
-            checkpoint = self.results / "chest" / dataset / "checkpoints" / f"seed{seed}" / f"{method}.ckpt"
-            model = self.results / "chest" / dataset / "models" / f"seed{seed}" / f"{method}.pt"
-            if victim is None and checkpoint.exists() and not model.exists():
-                victim = pid
-                self.cancelled = {"dataset": dataset, "method": method, "seed": seed, "job_id": slurm_job_of(pid),
-                                  "checkpoint_step": load_checkpoint(checkpoint)["step"]}
-        for pid in training:
-            if pid != victim:
-                os.kill(pid, signal.SIGCONT)
-        if victim is not None:
-            # SLURM wakes the frozen process to deliver SIGTERM (SIGKILL after KillWait)
-            subprocess.run(["scancel", self.cancelled["job_id"]], env=self.env, check=True)
-            wait_until_gone(victim, timeout=60)
-
-
 # ------------------------------------------------------------ the SLURM run
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, tmp_path_factory):
-    """The smoke workflow through profiles/slurm (with the test cluster's overrides), faults injected."""
-    work = tmp_path_factory.mktemp("slurm-smoke")
-    results, slurm_logs, log_path = work / "results", work / "slurm_logs", work / "snakemake.log"
-    config = run_config(work)
-    command = [sys.executable, "-m", "snakemake", *PROFILES, "--configfile", config,
-               "--config", f"results_dir={results}", "--slurm-logdir", str(slurm_logs)]
-    env = site_free_environment(SLURM_CONF=slurm_cluster)
-    faults = FaultInjector(results, env)
-    deadline = time.monotonic() + 1500
-    with open(log_path, "w") as log:
-        run = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            while run.poll() is None:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"the SLURM smoke run took over 1500 s; see {log_path}")
-                if not faults.done:
-                    faults.poll()
-                time.sleep(0.05)
-        finally:
-            if run.poll() is None:
-                run.terminate()
-                run.wait(60)
-    output = log_path.read_text()
-    assert run.returncode == 0, f"see {log_path}\n" + output[-6000:]
-    records = [json.loads(p.read_text()) for p in sorted((results / "provenance/jobs").glob("*.json"))]
-    return SimpleNamespace(results=results, slurm_logs=slurm_logs, output=output, records=records,
-                           slurm_conf=slurm_cluster, faults=faults, env=env, config=config)
-
-
-def run_config(folder: Path) -> str:
-    """The smoke config with the studies the SLURM run executes."""
-    text = (REPO / "config/smoke.yaml").read_text()
-    line = next(line for line in text.splitlines() if line.startswith("studies:"))
-    path = folder / "smoke_slurm.yaml"
-    path.write_text(text.replace(line, f"studies: {RUN_STUDIES}"))
-    return str(path)
+def slurm_run(slurm_smoke_run):
+    """The SLURM run that started with the session (tests/support/slurm_run.py), once it has finished."""
+    if slurm_smoke_run is None:
+        pytest.fail("the session started no SLURM run although a selected test needs it (see tests/conftest.py)")
+    try:
+        return slurm_smoke_run.result()
+    except Unavailable as reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"SLURM test cluster unavailable under CI=true: {reason}")
+        pytest.skip(f"SLURM test cluster unavailable: {reason}")
 
 
 def slurm_job(job_id: str, slurm_conf: str) -> dict:
