@@ -46,9 +46,10 @@ PRELOAD = ("torch", "torch._dynamo", "torch.nn.functional", "monai.networks.nets
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 PARENT_POLL_S = 1.0
+SOCKET_FOLDER_PREFIX = "medrepro-warm-"
 _HEADER = struct.Struct("!Q")
-_in_child = False  # True in a forked child that runs a job
 _STATUS = struct.Struct("!i")
+_in_child = False  # True in a forked child that runs a job
 
 log = logging.getLogger("medrepro.warm")
 
@@ -85,7 +86,7 @@ def start_server(environ: dict | None = None, preload: Iterable[str] = PRELOAD) 
     environ = os.environ if environ is None else environ
     if environ.get(SWITCH_VARIABLE) == "0" or _running:
         return None
-    folder = Path(tempfile.mkdtemp(prefix="medrepro-warm-"))
+    folder = Path(tempfile.mkdtemp(prefix=SOCKET_FOLDER_PREFIX))
     socket_path = folder / "jobs.sock"
     if len(str(socket_path)) > 100:  # sun_path holds 108 bytes
         folder.rmdir()
@@ -207,6 +208,11 @@ def serve(socket_path: Path, parent: int, modules=PRELOAD) -> None:
     finally:
         listener.close()
         socket_path.unlink(missing_ok=True)
+        if socket_path.parent.name.startswith(SOCKET_FOLDER_PREFIX):  # the folder start_server made for it
+            try:
+                socket_path.parent.rmdir()
+            except OSError:
+                pass
 
 
 def in_child() -> bool:

@@ -127,17 +127,18 @@ def test_a_step_killed_in_the_server_fails_its_job_process(server, tmp_path):
     assert process.returncode == 1 and "ended without an exit status" in stderr
 
 
-def test_the_server_ends_with_its_parent_and_removes_its_socket(tmp_path):
-    socket_path = tmp_path / "jobs.sock"
-    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, "
-                               "'-m', 'medrepro.pipeline.warm', '--socket', sys.argv[1], '--preload', '', '--parent', "
-                               "str(__import__('os').getpid())]); time.sleep(60)", str(socket_path)])
+def test_a_server_whose_run_is_killed_ends_and_removes_its_socket_and_folder():
+    parent = subprocess.Popen([sys.executable, "-c", "import time; from medrepro.pipeline import warm; "
+                               "print(warm.start_server(preload=()).socket_path, flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
     try:
+        socket_path = Path(parent.stdout.readline().strip())
+        assert socket_path.parent.name.startswith(warm.SOCKET_FOLDER_PREFIX)
         wait_for(socket_path.exists, what="the server's socket")
     finally:
-        parent.kill()
+        parent.kill()  # as kill -9 of Snakemake: no onsuccess or onerror runs
         parent.wait()
-    wait_for(lambda: not socket_path.exists(), timeout=20, what="the server to end")
+    wait_for(lambda: not socket_path.parent.exists(), timeout=20, what="the server to end")
 
 
 def test_a_server_whose_imports_start_a_thread_serves_no_job(tmp_path):
