@@ -3,7 +3,10 @@
 Every writer goes through :func:`atomic_path`: the payload is written to a
 temporary sibling and renamed into place only after it was written completely.
 ``os.replace`` is atomic on POSIX file systems when source and target share a
-directory, which is why the temporary file lives next to the target.
+directory, which is why the temporary file lives next to the target. A process
+killed while writing (``kill -9``, a cancelled cluster job) leaves that hidden
+sibling behind; :func:`remove_temporaries` clears a target's leftovers once the
+target has been written anew.
 """
 
 from __future__ import annotations
@@ -23,6 +26,26 @@ def _current_umask() -> int:
     return mask
 
 
+def _temporary_prefix(target: Path) -> str:
+    """The name every temporary sibling of ``target`` starts with (:func:`atomic_path`, :func:`atomic_dir`)."""
+    return f".{target.name}."
+
+
+def remove_temporaries(target: str | Path) -> list[Path]:
+    """Remove what killed writers of ``target`` left beside it (hidden temporary files or folders); the removed."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    prefix = _temporary_prefix(target)
+    leftovers = sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return leftovers
+
+
 def _publish_mode(path: Path, is_dir: bool) -> None:
     """mkstemp/mkdtemp create private (0600/0700) entries; give results the usual umask-based mode."""
     base = 0o777 if is_dir else 0o666
@@ -40,7 +63,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     if suffix is None:
         suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(target), suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -58,7 +81,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target), dir=target.parent))
     try:
         yield tmp
         _publish_mode(tmp, is_dir=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from medrepro.data.atomic import remove_temporaries
 from medrepro.pipeline import warm
 from medrepro.provenance import records as provenance
 from medrepro.errors import MedreproError
@@ -121,6 +122,8 @@ def execute(job: Job, step: Callable[[Job], None]) -> None:
     started = provenance.now()
     log.info("rule %s %s started", job.rule, dict(job.wildcards))
     step(job)
+    for output in job.all_outputs():  # what a killed earlier attempt of this job left half-written
+        remove_temporaries(output)
     finished = provenance.now()
     record = provenance.build_record(
         rule=job.rule, wildcards=dict(job.wildcards), inputs=job.all_inputs(), outputs=job.all_outputs(),

@@ -116,6 +116,17 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, uninterrupted)
     assert_equals_uninterrupted(run, uninterrupted)
 
 
+def test_a_resumed_run_clears_what_a_killed_write_left_beside_its_checkpoints(tmp_path, uninterrupted):
+    """A run killed while writing a checkpoint or its loss log (kill -9, scancel) leaves their hidden temporary
+    siblings; the run that finishes removes them with the checkpoints."""
+    run = interrupted_run(tmp_path, kill_step=5)
+    folder = run.checkpoint_path.parent
+    for name in (".toy.ckpt.3k1x9q.ckpt", ".toy.ckpt.losses.csv.a8b2c1.ckpt.losses.csv"):
+        (folder / name).write_bytes(b"half")
+    train_toy(run)
+    assert_equals_uninterrupted(run, uninterrupted)  # nothing left in the checkpoint folder
+
+
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, uninterrupted):
     run = interrupted_run(tmp_path, kill_step=7)  # latest at step 6, previous at step 4
     data = run.checkpoint_path.read_bytes()

@@ -4,6 +4,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -269,3 +273,32 @@ def test_a_changed_source_directory_is_flagged_in_text_and_json(workdir, capsys)
     shutil.rmtree(workdir / "copy")
     gone = _step(provenance.explain_cell("results/provenance", "results/tables/d.csv", "x", "value"), "copy")
     assert gone["changed"] and gone["current_sha256"] is None
+
+
+def test_a_killed_writers_leftovers_are_removed_and_nothing_else(tmp_path):
+    from medrepro.data.atomic import remove_temporaries
+
+    target = tmp_path / "model.pt"
+    code = ("import os, signal, sys; from medrepro.data.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = subprocess.run([sys.executable, "-c", code, str(target)])
+    assert killed.returncode == -signal.SIGKILL
+    (tmp_path / ".model.pt.d0").mkdir()  # a killed atomic_dir's folder
+    keep = [tmp_path / "model.pt.bak", tmp_path / ".other.pt.x1.pt", tmp_path / "model.pt"]
+    for path in keep:
+        path.write_bytes(b"keep")
+    left = [p.name for p in remove_temporaries(target)]
+    assert len(left) == 2 and all(name.startswith(".model.pt.") for name in left)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in keep)
+
+
+def test_a_finished_job_clears_what_killed_attempts_left_beside_its_outputs(tmp_path):
+    out = tmp_path / "out" / "table.csv"
+    out.parent.mkdir()
+    (out.parent / ".table.csv.abc123.csv").write_text("half")
+    job = Job(rule="r", input=_Namespace(), output=_Namespace(table=str(out)), params=_Namespace(),
+              provenance_dir=str(tmp_path / "prov"))
+    execute(job, lambda j: Path(j.output.table).write_text("a,b\n"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["table.csv"]

@@ -21,13 +21,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from medrepro.data.atomic import atomic_path
+from medrepro.data.atomic import atomic_path, remove_temporaries
 from medrepro.errors import ConfigError, DataError
 from medrepro.data.io.csv_files import read_csv_file
 from medrepro.pipeline.progress import progress_bar
 from medrepro.report.tables import require_columns
 from medrepro.nn.training.checkpoint import (
-    checkpoint_files, config_differences, load_latest_checkpoint, restore_checkpoint, save_checkpoint, torch_bytes,
+    config_differences, load_latest_checkpoint, previous_checkpoint_path, restore_checkpoint, save_checkpoint,
+    torch_bytes,
 )
 
 
@@ -144,9 +145,11 @@ def _publish_results(history: list[dict], log_columns: list[str], log_csv: Path,
 
 
 def _remove_run_files(checkpoint_path: Path) -> None:
-    """The checkpoints and the in-progress log, once the final files are in place."""
-    for path in [*checkpoint_files(checkpoint_path), in_progress_log_path(checkpoint_path)]:
+    """The checkpoints and the in-progress log, once the final files are in place, with what a killed run left
+    half-written beside them."""
+    for path in [checkpoint_path, previous_checkpoint_path(checkpoint_path), in_progress_log_path(checkpoint_path)]:
         path.unlink(missing_ok=True)
+        remove_temporaries(path)
 
 
 def epoch_of(step: int, steps_per_epoch: int) -> int:
