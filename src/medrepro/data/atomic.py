@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,12 +33,15 @@ def _temporary_prefix(target: Path) -> str:
 
 
 def remove_temporaries(target: str | Path) -> list[Path]:
-    """Remove what killed writers of ``target`` left beside it (hidden temporary files or folders); the removed."""
+    """Remove what killed writers of ``target`` left beside it (hidden temporary files or folders); the removed.
+
+    A temporary is named ``.<name>.<8 random characters>[<suffix>]`` (``tempfile``'s names), so the
+    temporaries of ``a.csv.gz``, another job's output, are never taken for those of ``a.csv``."""
     target = Path(target)
     if not target.parent.is_dir():
         return []
-    prefix = _temporary_prefix(target)
-    leftovers = sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+    pattern = re.compile(re.escape(_temporary_prefix(target)) + r"[a-z0-9_]{8}(\..*)?")
+    leftovers = sorted(p for p in target.parent.iterdir() if pattern.fullmatch(p.name))
     for path in leftovers:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

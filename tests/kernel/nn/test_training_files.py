@@ -121,7 +121,7 @@ def test_a_resumed_run_clears_what_a_killed_write_left_beside_its_checkpoints(tm
     siblings; the run that finishes removes them with the checkpoints."""
     run = interrupted_run(tmp_path, kill_step=5)
     folder = run.checkpoint_path.parent
-    for name in (".toy.ckpt.3k1x9q.ckpt", ".toy.ckpt.losses.csv.a8b2c1.ckpt.losses.csv"):
+    for name in (".toy.ckpt.3k1x9q_z.ckpt", ".toy.ckpt.losses.csv.a8b2c1d4.ckpt.losses.csv"):
         (folder / name).write_bytes(b"half")
     train_toy(run)
     assert_equals_uninterrupted(run, uninterrupted)  # nothing left in the checkpoint folder

@@ -285,8 +285,10 @@ def test_a_killed_writers_leftovers_are_removed_and_nothing_else(tmp_path):
             "    os.kill(os.getpid(), signal.SIGKILL)\n")
     killed = subprocess.run([sys.executable, "-c", code, str(target)])
     assert killed.returncode == -signal.SIGKILL
-    (tmp_path / ".model.pt.d0").mkdir()  # a killed atomic_dir's folder
-    keep = [tmp_path / "model.pt.bak", tmp_path / ".other.pt.x1.pt", tmp_path / "model.pt"]
+    (tmp_path / ".model.pt.d0d0d0d0").mkdir()  # a killed atomic_dir's folder
+    # another target's temporaries, even one whose name extends this one's
+    keep = [tmp_path / "model.pt.bak", tmp_path / ".other.pt.x1x1x1x1.pt", tmp_path / ".model.pt.gz.abcd1234.pt.gz",
+            tmp_path / "model.pt"]
     for path in keep:
         path.write_bytes(b"keep")
     left = [p.name for p in remove_temporaries(target)]
@@ -297,7 +299,7 @@ def test_a_killed_writers_leftovers_are_removed_and_nothing_else(tmp_path):
 def test_a_finished_job_clears_what_killed_attempts_left_beside_its_outputs(tmp_path):
     out = tmp_path / "out" / "table.csv"
     out.parent.mkdir()
-    (out.parent / ".table.csv.abc123.csv").write_text("half")
+    (out.parent / ".table.csv.abc123_x.csv").write_text("half")
     job = Job(rule="r", input=_Namespace(), output=_Namespace(table=str(out)), params=_Namespace(),
               provenance_dir=str(tmp_path / "prov"))
     execute(job, lambda j: Path(j.output.table).write_text("a,b\n"))
