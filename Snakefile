@@ -88,6 +88,23 @@ if "mammo_registration" in RULE_STUDIES:
             mammo_outputs(),
 
 
+if "mammo_tissue" in RULE_STUDIES:
+
+    include: "workflow/rules/mammo_tissue/common.smk"
+    include: "workflow/rules/mammo_tissue/data.smk"
+    include: "workflow/rules/mammo_tissue/models.smk"
+    include: "workflow/rules/mammo_tissue/evaluation.smk"
+    include: "workflow/rules/mammo_tissue/report.smk"
+
+    STUDY_OUTPUTS["mammo_tissue"] = tissue_outputs
+    STUDY_CLAIMS["mammo_tissue"] = rules.mammo_tissue_claims.output.csv
+
+    rule mammo_tissue:
+        """Multi-scale mammography tissue classifiers: Tables 1-3, saliency localisation, claims and figures."""
+        input:
+            tissue_outputs(),
+
+
 include: "workflow/rules/claims.smk"
 
 

@@ -36,7 +36,9 @@ from support.slurm_run import Unavailable, site_free_environment
 RUN_GPU_RULES = {"chest_train_autoencoder", "chest_train_registration", "chest_evaluate_learned", "cxr14_segment",
                  "cxr14_rca", "cxr14_rca_validation", "cxr14_features"}
 GPU_RULES = RUN_GPU_RULES | {"mammo_registration_pretrain_detector", "mammo_registration_train",
-                             "mammo_registration_evaluate_learned"}
+                             "mammo_registration_evaluate_learned", "mammo_tissue_train_classifier",
+                             "mammo_tissue_evaluate_classifier", "mammo_tissue_aggregate", "mammo_tissue_train_heatmap",
+                             "mammo_tissue_evaluate_heatmap", "mammo_tissue_saliency"}
 # Groups of profiles/slurm whose members share one cluster job in the smoke run.
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},

@@ -58,7 +58,7 @@ from medrepro.errors import ConfigError
 __all__ = [
     "Lesion", "Curve", "Breast", "FilmEffects", "ProjectedView",
     "make_breast", "project_cc", "project_mlo", "single_calcification",
-    "breast_pixel_mm", "map_points", "render_spheres", "DEFAULT_SHAPE",
+    "breast_pixel_mm", "breast_extent_mm", "map_points", "render_spheres", "DEFAULT_SHAPE",
 ]
 
 DEFAULT_SHAPE = (600, 360)  # rows, cols: longest side 600 px, the aspect of a digitised 18 x 24 cm film
@@ -661,18 +661,24 @@ def _random_lesions(rng, dims, skin, counts, spiculated_fraction, vessels) -> li
 # The image grid
 # --------------------------------------------------------------------------------------------------------------------
 
-def breast_pixel_mm(breast: Breast, shape: tuple[int, int]) -> float:
-    """The pixel size (mm) at which both views of ``breast`` fit an image of ``shape``: the same for CC and MLO.
+def breast_extent_mm(breast: Breast) -> tuple[float, float]:
+    """The image extent (mm down the rows, across the columns) that holds both views of ``breast``.
 
     It bounds the compressed breast at the thinnest compression either view
     uses: depth (with the MLO's base behind the chest wall) across the columns,
     and the spread half-width below the MLO's breast axis down the rows.
     """
-    rows, cols = _check_shape(shape)
     radius = max(breast.radius_y_mm, breast.radius_z_mm)
     ratio = max(radius / (breast.thickness_mm / 2), 1.0)
     across = breast.back_mm + (breast.depth_mm + 2 * breast.nipple_radius_mm) * ratio ** breast.spread_x + 8.0
     down = (radius * ratio ** breast.spread_v + 8.0) / (1.0 - MLO_AXIS_ROW)
+    return down, across
+
+
+def breast_pixel_mm(breast: Breast, shape: tuple[int, int]) -> float:
+    """The pixel size (mm) at which both views of ``breast`` fit an image of ``shape``: the same for CC and MLO."""
+    rows, cols = _check_shape(shape)
+    down, across = breast_extent_mm(breast)
     return max(across / cols, down / rows)
 
 

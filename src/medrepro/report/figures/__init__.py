@@ -9,11 +9,13 @@ calls. Names and colours are always the caller's: this package knows no study.
 * :mod:`.images`: 2-D images and 3-D slices on pixel-edge coordinates, false-colour composites, ``fit_view``;
 * :mod:`.overlays`: mask contours, label maps, tints, heatmaps with a colour bar;
 * :mod:`.shapes`: boxes (x1, y1, x2, y2), quadrilaterals, points and landmarks;
-* :mod:`.curves`: loss curves from loss logs, several seeds per method;
+* :mod:`.curves`: loss curves from loss logs, several seeds per method; ROC curves;
 * :mod:`.distributions`: box plots with dots, overlaid histograms.
 """
 
-from medrepro.report.figures.curves import draw_loss_curves, epoch_means, group_runs, split_entries, step_values
+from medrepro.report.figures.curves import (
+    draw_loss_curves, draw_roc, epoch_means, group_runs, split_entries, step_values,
+)
 from medrepro.report.figures.distributions import Histogram, draw_box_plots, draw_histograms
 from medrepro.report.figures.images import (
     fit_view, pixel_extent, show_composite, show_image, show_slice, shrink_for_display, volume_slice,
@@ -26,7 +28,7 @@ from medrepro.report.figures.style import OTHER_LABEL_COLOUR, PALETTE, assign_co
 __all__ = [
     "DPI", "LAYOUT_DECIMALS", "OTHER_LABEL_COLOUR", "PALETTE", "Histogram", "assign_colours", "draw_box",
     "draw_box_plots", "draw_boxes", "draw_contours", "draw_heatmap", "draw_histograms", "draw_label_overlay",
-    "draw_loss_curves", "draw_mask_contour", "draw_points", "draw_quadrilateral", "draw_tint", "epoch_means",
+    "draw_loss_curves", "draw_mask_contour", "draw_roc", "draw_points", "draw_quadrilateral", "draw_tint", "epoch_means",
     "fit_view", "freeze_layout", "group_runs", "legend_below", "line_entry", "panel_height", "patch_entry",
     "pixel_extent", "save_figure", "show_composite", "show_image", "show_slice", "shrink_for_display",
     "split_entries", "step_values", "volume_slice",

@@ -119,3 +119,19 @@ def draw_loss_curves(ax, runs: Mapping[str, Sequence[pd.DataFrame]], colours: Ma
 def split_entries() -> list:
     """Legend entries for the line style of each split (black: the colours name the methods)."""
     return [line_entry("black", SPLIT_NAMES[split], style) for split, style in SPLIT_STYLES.items()]
+
+
+def draw_roc(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]], colour, label: str) -> None:
+    """ROC curves (false positive rate, true positive rate) of one method in its colour, one per seed (faint
+    when there are several), with the chance diagonal and labelled axes."""
+    several = len(curves) > 1
+    for k, (fpr, tpr) in enumerate(curves):
+        ax.plot(fpr, tpr, color=colour, drawstyle="steps-post", label=label if k == 0 else None,
+                **(FAINT if several and k > 0 else SOLID))
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
