@@ -4,7 +4,7 @@ Both evaluate the x0.5 tissue classifier of the configured size (``mammo_tissue`
 width, hidden, base crop, grid) on every grid cell of ``--mammograms`` base images and must agree to 1e-5
 (:mod:`medrepro.studies.mammo_tissue.aggregation`). The weights are untrained and seeded: the cost of a forward
 pass does not depend on their values; the images are random optical densities at the base size. One thread each
-(``torch.set_num_threads(1)``), as the workflow's jobs run; each timing after an untimed warm-up.
+(``--threads``: 1, as the workflow's job runs); each timing after an untimed warm-up.
 
     python benchmarks/bench_mammo_tissue.py --out benchmarks/results/mammo_tissue.json [--config config/paper.yaml]
 
@@ -38,13 +38,14 @@ def timed(function) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"))
-    parser.add_argument("--mammograms", type=int, default=2)
+    parser.add_argument("--mammograms", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of both (the workflow's job: 1)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     section = yaml.safe_load(Path(args.config).read_text())["mammo_tissue"]
     base, patch, grid = section["base"]["crop"], section["samples"]["patch"], section["aggregation"]["grid"]
     factor = section["aggregation"]["factor"]
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = networks.TissueClassifier(patch, section["classifier"]["width"], section["classifier"]["hidden"]).eval()
     size = int(round(base / factor))
@@ -55,7 +56,8 @@ def main() -> None:
     batched_s, batched = timed(lambda: aggregation.local_results(**run))
     loop_s, loop = timed(lambda: aggregation.local_results_loop(**run))
     difference = float(np.abs(batched - loop).max())
-    report = {"config": args.config, "base": base, "patch": patch, "grid": grid, "mammograms": args.mammograms,
+    report = {"config": args.config, "threads": args.threads, "base": base, "patch": patch, "grid": grid,
+              "mammograms": args.mammograms,
               "patches": args.mammograms * grid * grid, "batched_s": round(batched_s, 3), "loop_s": round(loop_s, 3),
               "batched_per_s": round(args.mammograms / batched_s, 3), "loop_per_s": round(args.mammograms / loop_s, 3),
               "speed_up": round(loop_s / batched_s, 2), "max_abs_difference": difference,

@@ -4,12 +4,17 @@ finite, the claims, the figures, and a cell of each table traced to the raw .LJP
 import json
 import subprocess
 import sys
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import pytest
+from rocrate.rocrate import ROCrate
+
+from medrepro.provenance.crate import export_crate
 
 from conftest import REPO
+from support.crate_trace import as_list, trace
 from support.smoke import assert_figures
 
 FIGURES = ("mammo_tissue_synthetic", "mammo_tissue_roc", "mammo_tissue_aggregation", "mammo_tissue_heatmaps",
@@ -34,7 +39,8 @@ def test_smoke_mammo_tissue_tables_are_complete_and_finite(smoke_run):
     np.testing.assert_allclose(table[["tp", "fp", "tn", "fn"]].sum(axis=1), 100.0)
     assert ((table["auc_ci_low"] <= table["auc"]) & (table["auc"] <= table["auc_ci_high"])).all()
     mse = pd.read_csv(smoke_run / "tables/mammo_heatmap_mse.csv")
-    assert len(mse) == 4 and set(mse["split"]) == {"train", "val"} and np.isfinite(mse["mse"]).all()
+    assert len(mse) == 6 and set(mse["split"]) == {"train", "val"} and np.isfinite(mse["mse"]).all()
+    assert set(mse["model"]) == {"baseline", "+ local results (x0.5)", "empty heatmap (reference)"}
     saliency = pd.read_csv(smoke_run / "tables/mammo_tissue_saliency.csv")
     assert list(saliency["map"]) == ["saliency", "heatmap", "uniform"]
     assert saliency["share_inside"].between(0, 1).all()
@@ -68,3 +74,25 @@ def test_smoke_mammo_tissue_cells_trace_to_the_raw_files(smoke_run, table, row, 
         assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
     text = json.dumps(explanation)
     assert ".LJPEG" in text or "raw/DDSM" in text  # down to the raw dataset
+
+
+@pytest.mark.slow
+def test_smoke_mammo_tissue_cells_trace_to_the_raw_files_in_the_crate(smoke_run, tmp_path):
+    crate = ROCrate(export_crate(smoke_run / "provenance", tmp_path / "provenance.crate.zip", results_dir=smoke_run))
+    cells = {"mammo_tissue_classification.csv": ("x0.5", "auc", "mammo_tissue_train_classifier"),
+             "mammo_heatmap_mse.csv": ("+ local results (x0.5)/val", "mse", "mammo_tissue_aggregate"),
+             "mammo_tissue_splits.csv": ("testing", "patches_positive", "mammo_tissue_sample"),
+             "mammo_tissue_saliency.csv": ("saliency", "share_inside", "mammo_tissue_saliency")}
+    for table, (row, column, made_by) in cells.items():
+        number = crate.get(quote(f"#{table}/{row}/{column}", safe="#/=,-_.~+@"))  # the crate's ids, URL-quoted
+        assert number is not None, (table, row, column)
+        keys = row.split("/")
+        frame = pd.read_csv(smoke_run / "tables" / table, keep_default_na=False)
+        value = frame[(frame.iloc[:, :len(keys)].astype(str) == keys).all(axis=1)][column].iloc[0]
+        assert float(number["value"]) == pytest.approx(float(value))
+        visited, actions, _ = trace(crate, as_list(number["isBasedOn"]))
+        rules = {a["name"].split("[")[0] for a in actions}
+        assert {made_by, "mammo_tissue_prepare", "mammo_tissue_synthesize"} <= rules, (table, rules)
+        raw = [e for e in crate.get_by_type("Dataset")
+               if e.id in visited and e.get("localPath", "").rstrip("/").endswith("raw/DDSM")]
+        assert len(raw) == 1, table

@@ -26,8 +26,12 @@ def grid_positions(base: int, grid: int) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.no_grad()
 def local_results(model: torch.nn.Module, padded: np.ndarray, factor: float, patch: int, base: int, grid: int,
-                  batch_size: int = 1024, device: torch.device | str = "cpu") -> np.ndarray:
-    """(N, grid, grid) P(findings) of each padded magnified image's grid patches, classified in batches."""
+                  batch_size: int | None = None, device: torch.device | str = "cpu") -> np.ndarray:
+    """(N, grid, grid) P(findings) of each padded magnified image's grid patches, classified in batches (by
+    default 1024 on a GPU; on the CPU 64 patches of 32 pixels or as many pixels in larger ones, since larger
+    batches leave the cache and run slower: benchmarks/bench_mammo_tissue.py)."""
+    if batch_size is None:
+        batch_size = max(1, 64 * 32 * 32 // patch ** 2) if torch.device(device).type == "cpu" else 1024
     rows, cols = grid_positions(base, grid)
     r, c = patches.magnified_position(rows.ravel(), factor), patches.magnified_position(cols.ravel(), factor)
     out = np.empty((len(padded), grid * grid), dtype=np.float32)

@@ -20,7 +20,7 @@ from medrepro.metrics.classification import auc_contributions, confusion_percent
 from medrepro.report.scores import SOURCE
 
 PREDICTION_COLUMNS = ["magnification", "seed", "view_id", "case", "row", "col", "label", "probability"]
-HEATMAP_COLUMNS = ["model", "seed", "split", "view_id", "case", "mse"]
+HEATMAP_COLUMNS = ["model", "seed", "split", "view_id", "case", "mse", "mse_empty"]
 SALIENCY_COLUMNS = ["seed", "view_id", "case", "patches_kept", "saliency_share", "heatmap_share", "uniform_share"]
 THRESHOLD = 0.5
 

@@ -24,9 +24,19 @@ from medrepro.studies.mammo_tissue.readers import ddsm
 OD_RANGE = (0.05, 3.6)
 
 
-def show_density(ax, density: np.ndarray, title: str | None = None):
-    """Optical density as a mammogram is viewed: dense (low density on film) bright."""
-    show_image(ax, -np.asarray(density), vmin=-OD_RANGE[1], vmax=-OD_RANGE[0])
+def local_range(density: np.ndarray) -> tuple[float, float]:
+    """The 1st to 99th percentile of a patch or zoom: its tissue covers a small part of the film's range, and its
+    fine detail would be invisible on that range."""
+    low, high = np.percentile(np.asarray(density), [1, 99])
+    return (float(low), float(high)) if high > low else OD_RANGE
+
+
+def show_density(ax, density: np.ndarray, title: str | None = None, window: tuple[float, float] = OD_RANGE):
+    """Optical density as a mammogram is viewed: dense (low density on film) bright, over ``window`` (whole views:
+    the film's range; patches and zooms: :func:`local_range`)."""
+    density = np.asarray(density)
+    low, high = window
+    show_image(ax, -density, vmin=-high, vmax=-low)
     if title:
         ax.set_title(title, fontsize=8)
 
@@ -50,7 +60,7 @@ def plot_synthetic(raw_root: str | Path, out: str | Path, examples: int, constan
         finding = None
         for ax, view in zip(row[:4], views):
             density, abnormalities = ddsm.read_view(view, constants, tuple(clip))
-            show_density(ax, density, f"{view.case} {view.name}\n{view.case_type}, {view.digitizer}")
+            show_density(ax, density, f"{view.case} {view.name}\n{view.case_type}\n{view.digitizer}")
             for abnormality in abnormalities:
                 for outline in abnormality.outlines:
                     ax.plot(outline.points[:, 0] + 0.5, outline.points[:, 1] + 0.5, linewidth=0.8,
@@ -65,7 +75,8 @@ def plot_synthetic(raw_root: str | Path, out: str | Path, examples: int, constan
             window = density[max(cy - half, 0):cy + half, max(cx - half, 0):cx + half]
             shown = downsample(window, max(window.shape[0] // factor, 1)) if factor > 1 and \
                 window.shape[0] == window.shape[1] else window[::factor, ::factor]
-            show_density(ax, shown, f"finding {abnormality.number}, " + ("native" if factor == 1 else f"x1/{factor}"))
+            show_density(ax, shown, f"finding {abnormality.number}, " + ("native" if factor == 1 else f"x1/{factor}"),
+                         local_range(window))  # the native zoom's range for all three, so they compare
     fig.suptitle("Synthetic DDSM: views with their annotation outlines, and a finding at three scales")
     return save_figure(fig, out)
 
@@ -109,18 +120,22 @@ def plot_aggregation(image: np.ndarray, local: np.ndarray, region: np.ndarray, o
 # ----------------------------------------------------------------------------- Fig. 4
 def plot_heatmaps(inputs: np.ndarray, targets: np.ndarray, predicted: Mapping[str, np.ndarray], names: list[str],
                   out: str | Path) -> Path:
-    """Fig. 4: held-out mammograms, their blurred annotation targets and each model's predicted heatmap."""
+    """Fig. 4: held-out mammograms, their blurred annotation targets and each model's predicted heatmap, all on
+    one colour scale, so a model that predicts little shows dark; each panel's title gives its maximum."""
     n = len(inputs)
-    fig = Figure(figsize=(3.0 * (2 + len(predicted)), 3.0 * n), layout="constrained")
+    fig = Figure(figsize=(3.0 * (2 + len(predicted)) + 0.8, 3.0 * n), layout="constrained")
     grid = fig.subplots(n, 2 + len(predicted), squeeze=False)
     top = max(float(targets.max()), *(float(p.max()) for p in predicted.values()), 1e-6)
+    shown = None
     for row, k in zip(grid, range(n)):
         show_density(row[0], inputs[k], names[k])
-        show_image(row[1], targets[k], cmap="inferno", vmin=0, vmax=top)
-        row[1].set_title("target (blurred annotation)", fontsize=8)
+        shown = show_image(row[1], targets[k], cmap="inferno", vmin=0, vmax=top)
+        row[1].set_title(f"target (blurred annotation), max {targets[k].max():.2f}", fontsize=8)
         for ax, (model, maps) in zip(row[2:], predicted.items()):
             show_image(ax, np.clip(maps[k], 0, None), cmap="inferno", vmin=0, vmax=top)
-            ax.set_title(model, fontsize=8)
+            ax.set_title(f"{model}, max {maps[k].max():.2f}", fontsize=8)
+    if shown is not None:
+        fig.colorbar(shown, ax=grid[:, 1:], shrink=0.6, label="share of the cell in a target region")
     fig.suptitle("Heatmap regression on held-out mammograms (32 x 32)")
     return save_figure(fig, out)
 
@@ -135,7 +150,7 @@ def plot_saliency(patches: np.ndarray, gradients: np.ndarray, probabilities: np.
     top, bottom = fig.subfigures(2, 1, height_ratios=[2, 2.2])
     axes = top.subplots(2, max(n, 1), squeeze=False)
     for k in range(n):
-        show_density(axes[0, k], patches[k], f"P = {probabilities[k]:.2f}")
+        show_density(axes[0, k], patches[k], f"P = {probabilities[k]:.2f}", local_range(patches[k]))
         show_image(axes[1, k], gradients[k], cmap="inferno", vmin=0, vmax=float(gradients[k].max()) or 1.0)
     for k in range(n, axes.shape[1]):
         axes[0, k].axis("off")

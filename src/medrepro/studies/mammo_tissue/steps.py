@@ -204,7 +204,9 @@ def evaluate_heatmap(job: Job) -> None:
     table = pd.read_csv(job.input.mammograms)
     views, inputs, targets, local = _heatmap_data(job, "", job.input.get("local"))
     predicted = predict_heatmaps(model, inputs, local, device)
-    errors = table.assign(model=p.model, seed=p.seed, mse=image_mse(predicted, targets))
+    # mse_empty: an empty heatmap's, the error of a model that has learnt nothing (Table 3's reference row)
+    errors = table.assign(model=p.model, seed=p.seed, mse=image_mse(predicted, targets),
+                          mse_empty=image_mse(np.zeros_like(targets), targets))
     write_csv(job.output.errors, errors[HEATMAP_COLUMNS], float_format=FLOAT_FORMAT)
     test = (table["split"] == "test").to_numpy()
     with atomic_path(job.output.heatmaps) as tmp:
@@ -330,10 +332,11 @@ def figure_roc(job: Job) -> None:
     plot_roc(_read(job, "predictions_"), job.output.png)
 
 
-def _largest_positive_test(job: Job, images: dict, n: int) -> pd.DataFrame:
-    """The ``n`` positive test mammograms with the largest annotated area (the figures' rule)."""
+def _largest_positive_test(job: Job, images: dict, n: int, regions: str = "positive") -> pd.DataFrame:
+    """The ``n`` positive test mammograms with the largest area of ``regions`` (the figures' rule: findings, or
+    the heatmap's target)."""
     table = pd.read_csv(job.input.mammograms).query("split == 'test' and label == 1").copy()
-    table["area"] = [int(images["positive"][v].sum()) for v in table["view_id"]]
+    table["area"] = [int(images[regions][v].sum()) for v in table["view_id"]]
     return table.sort_values(["area", "view_id"], ascending=[False, True]).head(n)
 
 
@@ -362,7 +365,7 @@ def figure_heatmaps(job: Job) -> None:
 
     p = job.params
     images = load_images(job.input.images)
-    chosen = _largest_positive_test(job, images, p.examples)
+    chosen = _largest_positive_test(job, images, p.examples, TARGETS[p.target])
     views = chosen["view_id"].to_numpy()
     predicted = {}
     for name, path in job.input.items():
