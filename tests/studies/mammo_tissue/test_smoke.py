@@ -39,8 +39,8 @@ def test_smoke_mammo_tissue_tables_are_complete_and_finite(smoke_run):
     np.testing.assert_allclose(table[["tp", "fp", "tn", "fn"]].sum(axis=1), 100.0)
     assert ((table["auc_ci_low"] <= table["auc"]) & (table["auc"] <= table["auc_ci_high"])).all()
     mse = pd.read_csv(smoke_run / "tables/mammo_heatmap_mse.csv")
-    assert len(mse) == 6 and set(mse["split"]) == {"train", "val"} and np.isfinite(mse["mse"]).all()
-    assert set(mse["model"]) == {"baseline", "+ local results (x0.5)", "empty heatmap (reference)"}
+    assert len(mse) == 4 and set(mse["split"]) == {"train", "val"}
+    assert np.isfinite(mse[["mse", "mse_seed_sd", "n_seeds", "mse_empty", "paper_mse"]].to_numpy(float)).all()
     saliency = pd.read_csv(smoke_run / "tables/mammo_tissue_saliency.csv")
     assert list(saliency["map"]) == ["saliency", "heatmap", "uniform"]
     assert saliency["share_inside"].between(0, 1).all()
