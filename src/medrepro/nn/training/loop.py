@@ -6,11 +6,17 @@ the final atomic writes. Its caller (trainers go through
 :class:`medrepro.nn.training.supervised.SupervisedTrainer`) supplies the network,
 the optimiser, the configuration (which a checkpoint must match to be
 resumed), the named random generators and one function per training step.
+
+Two uses of the validation loss are optional and off unless the settings
+ask for them (:class:`ValidationWatch`): halving the learning rate when it
+has reached a plateau, and early stopping. A run with both off writes the
+same files as before they existed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import warnings
 from pathlib import Path
@@ -44,6 +50,11 @@ class TrainingSettings:
     leaves them to the trainer (one epoch by default). ``callback(step,
     terms)`` runs after each step's bookkeeping; raising from it aborts the
     run as a kill would (tests use it).
+
+    ``plateau_patience`` (validations) turns on the plateau schedule, which
+    multiplies the learning rate by ``plateau_factor``; ``early_stopping_patience``
+    (validations) turns on early stopping; both follow the validation loss
+    (:class:`ValidationWatch`) and are off when None.
     """
 
     steps: int
@@ -60,6 +71,9 @@ class TrainingSettings:
     val_every: int | None = None
     threads: int | None = None
     progress: bool = True
+    plateau_patience: int | None = None
+    plateau_factor: float = 0.5
+    early_stopping_patience: int | None = None
     callback: Callable[[int, Mapping[str, float]], None] | None = None
 
     def __post_init__(self):
@@ -97,7 +111,8 @@ class TrainingSettings:
 # The schedule keys of a config section and the setting each fills (the config spells out learning_rate).
 SECTION_KEYS = {"steps": "steps", "batch_size": "batch_size", "learning_rate": "lr",
                 "steps_per_epoch": "steps_per_epoch", "val_every": "val_every", "log_every": "log_every",
-                "checkpoint_every": "checkpoint_every"}
+                "checkpoint_every": "checkpoint_every", "plateau_patience": "plateau_patience",
+                "plateau_factor": "plateau_factor", "early_stopping_patience": "early_stopping_patience"}
 
 
 def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:
@@ -203,6 +218,116 @@ class _WindowMean:
         return means
 
 
+MONITORED_TERM = "total"  # the validation term the schedule and early stopping follow: the loss
+
+
+def learning_rate(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate of the optimiser's first parameter group (the schedule scales every group alike)."""
+    return float(optimizer.param_groups[0]["lr"])
+
+
+def scale_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Multiply the learning rate of every parameter group by ``factor``."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * factor
+
+
+def copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state (weights and buffers) that later steps leave alone."""
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+class ValidationWatch:
+    """The validation loss followed over a run: the learning rate halved on a plateau, and early stopping.
+
+    A validation improves on the best so far when its loss is strictly lower
+    (no threshold; NaN never improves). With ``plateau_patience``, the
+    ``plateau_patience``-th validation in a row without improvement (counted
+    from the best or from the last change of rate) multiplies the rate of
+    every parameter group by ``plateau_factor``: torch's
+    ``ReduceLROnPlateau(factor=plateau_factor, patience=plateau_patience - 1,
+    threshold=0, eps=0)``. With ``stopping_patience``, the ``stopping_patience``-th
+    validation in a row without improvement ends the run, and the weights of
+    the best validation are kept (copied at each improvement) to be published
+    in place of the last ones: the paper's "last model before any evidence of
+    overfitting". Either may be None (off).
+
+    The state (best loss and its step, both counters, the best weights) goes
+    into every checkpoint, so a resumed run decides as an uninterrupted one;
+    the rate itself lies in the optimiser's state.
+    """
+
+    def __init__(self, plateau_patience: int | None, plateau_factor: float, stopping_patience: int | None):
+        self.plateau_patience, self.plateau_factor = plateau_patience, plateau_factor
+        self.stopping_patience = stopping_patience
+        self.best, self.best_step = math.inf, 0
+        self.since_best = self.since_change = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: TrainingSettings) -> "ValidationWatch | None":
+        """The watch the settings ask for; None when the schedule and early stopping are both off."""
+        if settings.plateau_patience is None and settings.early_stopping_patience is None:
+            return None
+        for name in ("plateau_patience", "early_stopping_patience"):
+            value = getattr(settings, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 validation, got {value}")
+        if not 0 < settings.plateau_factor < 1:
+            raise ValueError(f"plateau_factor must lie between 0 and 1, got {settings.plateau_factor}")
+        return cls(settings.plateau_patience, settings.plateau_factor, settings.early_stopping_patience)
+
+    def config(self, val_every: int) -> dict:
+        """The settings that shape the run, for its configuration: a checkpoint under others is not resumed."""
+        config: dict = {"val_every": int(val_every)}
+        if self.plateau_patience is not None:
+            config.update(plateau_patience=int(self.plateau_patience), plateau_factor=float(self.plateau_factor))
+        if self.stopping_patience is not None:
+            config["early_stopping_patience"] = int(self.stopping_patience)
+        return config
+
+    def observe(self, step: int, loss: float, model: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+        """Take the validation loss after ``step``; scale the rate on a plateau; True when the run must stop."""
+        if loss < self.best:
+            self.best, self.best_step = loss, step
+            self.since_best = self.since_change = 0
+            if self.stopping_patience is not None:
+                self.best_weights = copy_weights(model)
+            return False
+        self.since_best += 1
+        self.since_change += 1
+        if self.plateau_patience is not None and self.since_change >= self.plateau_patience:
+            scale_learning_rate(optimizer, self.plateau_factor)
+            self.since_change = 0
+        return self.stopping_patience is not None and self.since_best >= self.stopping_patience
+
+    def published_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The weights to publish: the best validation's under early stopping (the last ones when no
+        validation loss was below infinity), else the last."""
+        if self.stopping_patience is None or self.best_weights is None:
+            return model.state_dict()
+        return self.best_weights
+
+    def state(self) -> dict:
+        return {"best": float(self.best), "best_step": int(self.best_step), "since_best": int(self.since_best),
+                "since_change": int(self.since_change), "best_weights": self.best_weights}
+
+    def restore(self, state: Mapping, model: nn.Module) -> None:
+        """The state of :meth:`state`, the best weights moved to the devices of the model's own."""
+        self.best, self.best_step = float(state["best"]), int(state["best_step"])
+        self.since_best, self.since_change = int(state["since_best"]), int(state["since_change"])
+        weights = state["best_weights"]
+        if weights is not None:
+            current = model.state_dict()
+            weights = {name: value.to(current[name].device) for name, value in weights.items()}
+        self.best_weights = weights
+
+    def summary(self, stopped_at: int | None, optimizer: torch.optim.Optimizer) -> dict:
+        """What the run's summary reports of the watch."""
+        return {"best_val": self.best, "best_step": self.best_step, "stopped_at_step": stopped_at,
+                "final_lr": learning_rate(optimizer)}
+
+
 def run_resumable_training(
     settings: TrainingSettings,
     *,
@@ -238,12 +363,32 @@ def run_resumable_training(
     ``validate`` (run in eval mode without gradients) adds a ``val`` row every
     ``val_every`` steps and at the last step. ``callback(step, terms)`` runs
     after each step's bookkeeping; raising from it aborts the run as a kill would.
+
+    With the plateau schedule or early stopping on (:class:`ValidationWatch`;
+    both need ``validate`` and its ``total``), their settings and
+    ``val_every`` join the configuration (so the model file records them),
+    their state joins the checkpoints, and the summary gives ``best_val``,
+    ``best_step``, ``stopped_at_step`` (None when the run took all its steps)
+    and ``final_lr``. The schedule adds an ``lr`` column to the log: the rate
+    of each train row's last step. Early stopping ends the run at the
+    validation that exhausts its patience, after a train row for the steps
+    since the last one; the model file then holds the best validation's
+    weights and ``early_stopping`` (``best_step``, ``best_val``,
+    ``stopped_at_step``).
     """
     steps, log_every, checkpoint_every = settings.steps, settings.log_every, settings.checkpoint_every
     for name, value in (("steps", steps), ("steps_per_epoch", steps_per_epoch), ("log_every", log_every),
                         ("val_every", val_every), ("checkpoint_every", checkpoint_every)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
+    watch = ValidationWatch.from_settings(settings)
+    if watch is not None:
+        if validate is None:
+            raise ValueError("the plateau schedule and early stopping follow the validation loss: give a "
+                             "validation set")
+        config = {**config, **watch.config(val_every)}
+        if watch.plateau_patience is not None and "lr" not in log_columns:
+            log_columns = [*log_columns, "lr"]
     checkpoint_path, log_csv, out_path = settings.checkpoint_path, settings.log_csv, settings.out_path
     callback = settings.callback
     history: list[dict] = []
@@ -255,41 +400,57 @@ def run_resumable_training(
         start_step = checkpoint["step"]
         history = list(checkpoint["history"])
         window = _WindowMean(checkpoint["extra"].get("window_sums"), checkpoint["extra"].get("window_count", 0))
+        if watch is not None:
+            watch.restore(checkpoint["extra"]["validation_watch"], model)
 
     model.train()
     started = time.perf_counter()
+    last_step, stopped_at = start_step, None
     bar = progress_bar(total=steps, initial=start_step, desc=desc, enabled=settings.progress)
     try:
         for step in range(start_step + 1, steps + 1):
             epoch = epoch_of(step, steps_per_epoch)
             terms = train_step(step)
+            step_lr = learning_rate(optimizer)  # before a plateau at this step's validation changes it
             window.add(terms)
-            if step % log_every == 0 or step == steps:
+            val_row, stop = None, False
+            if validate is not None and (step % val_every == 0 or step == steps):
+                val_row = {"step": step, "epoch": epoch, "split": "val", **_evaluate(model, validate)}
+                if watch is not None:
+                    stop = watch.observe(step, _monitored(val_row), model, optimizer)
+            if step % log_every == 0 or step == steps or stop:
                 row = {"step": step, "epoch": epoch, "split": "train", **window.pop()}
+                if watch is not None and watch.plateau_patience is not None:
+                    row["lr"] = step_lr
                 history.append(row)
                 bar.set_postfix(total=f"{row['total']:.4f}")
-            if validate is not None and (step % val_every == 0 or step == steps):
-                history.append({"step": step, "epoch": epoch, "split": "val", **_evaluate(model, validate)})
-            if step % checkpoint_every == 0 and step < steps:
+            if val_row is not None:
+                history.append(val_row)
+            if step % checkpoint_every == 0 and step < steps and not stop:
+                extra = {"window_sums": window.sums, "window_count": window.count}
+                if watch is not None:
+                    extra["validation_watch"] = watch.state()
                 save_checkpoint(
                     checkpoint_path, model=model, optimizer=optimizer, step=step, epoch=epoch, config=config,
-                    history=history, generators=generators,
-                    extra={"window_sums": window.sums, "window_count": window.count},
+                    history=history, generators=generators, extra=extra,
                 )
                 write_loss_log(history, in_progress_log_path(checkpoint_path), log_columns)
             bar.update(1)
+            last_step = step
             if callback is not None:
                 callback(step, terms)
+            if stop:
+                stopped_at = step
+                break
     finally:
         bar.close()
     seconds = time.perf_counter() - started
 
-    _publish_results(history, log_columns, log_csv,
-                     {"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": model.state_dict()},
+    _publish_results(history, log_columns, log_csv, _model_file(kind, config, steps, model, watch, stopped_at),
                      out_path)
     _remove_run_files(checkpoint_path)
-    steps_run = steps - start_step
-    return {
+    steps_run = last_step - start_step
+    summary = {
         "steps": steps,
         "resumed_from_step": start_step,
         "steps_run": steps_run,
@@ -301,6 +462,27 @@ def run_resumable_training(
         "log_csv": str(log_csv),
         "history": history,
     }
+    if watch is not None:
+        summary.update(watch.summary(stopped_at, optimizer))
+    return summary
+
+
+def _monitored(val_row: Mapping[str, float]) -> float:
+    if MONITORED_TERM not in val_row:
+        raise ValueError(f"the validation gives no {MONITORED_TERM!r} for the plateau schedule and early stopping "
+                         f"to follow (it gives {', '.join(k for k in val_row if k not in LOSS_LOG_KEYS)})")
+    return float(val_row[MONITORED_TERM])
+
+
+def _model_file(kind: str, config: dict, steps: int, model: nn.Module, watch: ValidationWatch | None,
+                stopped_at: int | None) -> dict:
+    """The model file's content: kind, configuration with the steps asked for, weights; under early stopping
+    the best validation's weights, and which step they come from."""
+    if watch is None or watch.stopping_patience is None:
+        return {"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": model.state_dict()}
+    return {"kind": kind, "config": {**config, "steps": int(steps)}, "state_dict": watch.published_weights(model),
+            "early_stopping": {"best_step": int(watch.best_step), "best_val": float(watch.best),
+                               "stopped_at_step": stopped_at}}
 
 
 def _evaluate(model: nn.Module, validate: Callable[[], Mapping[str, float]]) -> dict[str, float]:

@@ -76,7 +76,9 @@ class SupervisedTrainer:
         ``loss(network, batch)``; every term is logged. A validation row holds
         each term's mean over ``validation``. ``config``, ``kind`` and the
         checkpoint, resume and file semantics are those of
-        :func:`~medrepro.nn.training.loop.run_resumable_training`.
+        :func:`~medrepro.nn.training.loop.run_resumable_training`, as are the
+        settings' plateau schedule and early stopping, which follow the mean
+        ``total`` over ``validation``.
         """
         network, optimizer, settings = self._built(), self.optimizer, self.settings
         rng = np.random.default_rng(settings.seed)
