@@ -15,7 +15,7 @@ import torch
 from medrepro.errors import DataError
 from medrepro.nn.training import TrainingSettings, run_resumable_training
 from medrepro.nn.training.checkpoint import (
-    load_checkpoint, load_torch, previous_checkpoint_path, save_checkpoint, save_torch_atomic,
+    load_checkpoint, load_model, load_torch, previous_checkpoint_path, save_checkpoint, save_torch_atomic,
 )
 from medrepro.nn.training.loop import in_progress_log_path
 from support.interrupt import Interrupted, kill_at
@@ -34,6 +34,48 @@ def test_equal_objects_give_equal_model_files(tmp_path):
     assert loaded["config"] == {"steps": 3}
     assert all(torch.equal(loaded["state_dict"][k], v) for k, v in payload["state_dict"].items())
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left behind
+
+
+def _linear_file(path, kind="Linear"):
+    torch.manual_seed(0)
+    source = torch.nn.Linear(3, 2)
+    save_torch_atomic({"kind": kind, "config": {"n_in": 3, "n_out": 2}, "state_dict": source.state_dict()}, path)
+    return source
+
+
+def _build_linear(config):
+    return torch.nn.Linear(config["n_in"], config["n_out"])
+
+
+def test_load_model_round_trips_a_network_on_the_cpu_in_eval_mode(tmp_path):
+    source = _linear_file(tmp_path / "m.pt")
+    model, config = load_model(tmp_path / "m.pt", kinds=("Other", "Linear"), build=_build_linear, what="linear model",
+                               device="cpu")
+    assert isinstance(model, torch.nn.Linear) and config == {"n_in": 3, "n_out": 2}
+    assert not model.training
+    assert all(p.device == torch.device("cpu") for p in model.parameters())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in source.state_dict().items())
+    x = torch.randn(4, 3)
+    assert torch.equal(model(x), source(x))
+
+
+def test_load_model_refuses_another_kind_naming_the_file(tmp_path):
+    _linear_file(tmp_path / "other.pt", kind="Conv")
+    with pytest.raises(DataError, match=r"not a linear model \(kind 'Conv'\); re-run its training") as caught:
+        load_model(tmp_path / "other.pt", kinds="Linear", build=_build_linear, what="linear model")
+    assert str(tmp_path / "other.pt") in str(caught.value)
+    with pytest.raises(DataError, match=r"not an old model \(kind 'Conv'\)$"):
+        load_model(tmp_path / "other.pt", kinds="Linear", build=_build_linear, what="old model", remedy=None)
+    with pytest.raises(DataError, match="linear model not found"):
+        load_model(tmp_path / "absent.pt", kinds="Linear", build=_build_linear, what="linear model")
+
+
+def test_load_model_refuses_weights_that_do_not_fit(tmp_path):
+    _linear_file(tmp_path / "m.pt")
+    with pytest.raises(DataError, match="weights do not fit Linear") as caught:
+        load_model(tmp_path / "m.pt", kinds="Linear", build=lambda _: torch.nn.Linear(5, 2), what="linear model",
+                   fits="Linear")
+    assert str(tmp_path / "m.pt") in str(caught.value)
 
 
 # ------------------------------------------------------------------ a toy trainer on the shared loop

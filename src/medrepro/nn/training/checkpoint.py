@@ -22,7 +22,7 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from torch import nn
 
 from medrepro.data.atomic import atomic_path
 from medrepro.errors import DataError
+from medrepro.nn.device import place, resolve_device
+
+Model = TypeVar("Model", bound=nn.Module)
 
 CHECKPOINT_KEYS = ("model", "optimizer", "step", "epoch", "config", "history", "rng", "extra")
 
@@ -66,6 +69,41 @@ def load_torch(path: str | Path, what: str = "file") -> dict:
     if not isinstance(obj, dict):
         raise DataError(path, f"not a {what}: expected a dict, found {type(obj).__name__}")
     return obj
+
+
+def load_model_file(path: str | Path, *, kinds: str | Iterable[str], what: str, wanted: str | None = None,
+                    remedy: str | None = "re-run its training") -> dict:
+    """A model file (``kind``, ``config``, ``state_dict``) of one of ``kinds``, loaded on the CPU.
+
+    ``what`` names the file in :func:`load_torch`'s messages; any other file is
+    a DataError "not <wanted> (kind ...); <remedy>", ``wanted`` being "a
+    <what>" (or "an <what>") unless given.
+    """
+    saved = load_torch(path, what)
+    kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
+    if saved.get("kind") not in kinds or not isinstance(saved.get("config"), dict) \
+            or not isinstance(saved.get("state_dict"), dict):
+        wanted = wanted or f"{'an' if what[:1].lower() in 'aeiou' else 'a'} {what}"
+        raise DataError(path, f"not {wanted} (kind {saved.get('kind')!r})" + (f"; {remedy}" if remedy else ""))
+    return saved
+
+
+def load_model(path: str | Path, *, kinds: str | Iterable[str], build: Callable[[dict], Model], what: str,
+               wanted: str | None = None, remedy: str | None = "re-run its training",
+               fits: str = "the recorded architecture", device: str | torch.device = "cpu") -> tuple[Model, dict]:
+    """The network of a model file, in eval mode on ``device``, and its training configuration.
+
+    The file is checked as by :func:`load_model_file`; ``build(config)`` makes
+    the untrained network, which must take the saved weights exactly (else a
+    DataError "weights do not fit <fits>: ...").
+    """
+    saved = load_model_file(path, kinds=kinds, what=what, wanted=wanted, remedy=remedy)
+    model = build(saved["config"])
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(path, f"weights do not fit {fits}: {exc}") from exc
+    return place(model, resolve_device(device)).eval(), saved["config"]
 
 
 def _first_line(exc: BaseException, limit: int = 120) -> str:

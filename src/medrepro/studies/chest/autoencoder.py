@@ -22,8 +22,7 @@ from medrepro.studies.chest.networks import DOWNSAMPLING, MaskAutoencoder
 from medrepro.studies.chest.noise import corrupt_borders
 from medrepro.spatial.warp import to_onehot
 from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.nn.training.checkpoint import array_fingerprint, load_torch
-from medrepro.nn.device import place, resolve_device
+from medrepro.nn.training.checkpoint import array_fingerprint, load_model
 
 AUTOENCODER_KIND = "MaskAutoencoder"
 LOG_COLUMNS = ["step", "epoch", "split", "total", "ce"]
@@ -125,14 +124,8 @@ def load_autoencoder(path: str | Path, device: str | torch.device = "cpu") -> Ma
 
     The training configuration is attached as ``model.config``.
     """
-    payload = load_torch(path, "autoencoder model file")
-    if payload.get("kind") != AUTOENCODER_KIND or "config" not in payload or "state_dict" not in payload:
-        raise DataError(path, f"not an autoencoder model file (kind {payload.get('kind')!r})")
-    config = payload["config"]
-    model = MaskAutoencoder(config["n_classes"], config["size"], config["code_dim"])
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise DataError(path, f"weights do not fit the recorded architecture: {exc}") from exc
+    model, config = load_model(
+        path, kinds=AUTOENCODER_KIND, what="autoencoder model file", remedy=None, device=device,
+        build=lambda config: MaskAutoencoder(config["n_classes"], config["size"], config["code_dim"]))
     model.config = dict(config)
-    return freeze(place(model, resolve_device(device)))
+    return freeze(model)

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medrepro.nn.device import module_device, place, resolve_device
-from medrepro.errors import DataError
+from medrepro.nn.device import module_device, place
 from medrepro.studies.chest.networks import VectorCNN
 from medrepro.studies.chest.registration import REGISTRATION_KIND, image_tensor
-from medrepro.nn.training.checkpoint import load_torch
+from medrepro.nn.training.checkpoint import load_model
 from medrepro.spatial.warp import warp, warp_labels
 
 __all__ = ["load_registration_model", "register_batch", "warp_label_maps", "warp_images"]
@@ -22,16 +21,10 @@ __all__ = ["load_registration_model", "register_batch", "warp_label_maps", "warp
 
 def load_registration_model(path: str | Path, device: str | torch.device = "cpu") -> VectorCNN:
     """Rebuild a trained VectorCNN in eval mode; its training configuration is ``model.config``."""
-    payload = load_torch(path, "registration model file")
-    if payload.get("kind") != REGISTRATION_KIND or "config" not in payload or "state_dict" not in payload:
-        raise DataError(path, f"not a registration model file (kind {payload.get('kind')!r})")
-    model = VectorCNN()
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise DataError(path, f"weights do not fit VectorCNN: {exc}") from exc
-    model.config = dict(payload["config"])
-    return place(model, resolve_device(device)).eval()
+    model, config = load_model(path, kinds=REGISTRATION_KIND, build=lambda _: VectorCNN(),
+                               what="registration model file", remedy=None, fits="VectorCNN", device=device)
+    model.config = dict(config)
+    return model
 
 
 def register_batch(

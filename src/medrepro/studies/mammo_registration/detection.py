@@ -47,11 +47,11 @@ from torch import nn
 from medrepro.spatial import boxes as box_ops
 from medrepro.nn.losses import focal_terms
 from medrepro.data.atomic import atomic_path
-from medrepro.nn.device import place, resolve_device
+from medrepro.nn.device import resolve_device
 from medrepro.errors import DataError
 from medrepro.provenance.hashing import sha256_file
 from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.nn.training.checkpoint import array_fingerprint, load_torch, torch_bytes
+from medrepro.nn.training.checkpoint import array_fingerprint, load_model, load_model_file, torch_bytes
 
 from . import networks
 
@@ -344,12 +344,13 @@ def train_detector(
 # --- Model files and the trunk's transfer -----------------------------------------------------
 
 
+# What load_model_file and load_model check a detector model file against.
+_DETECTOR_FILE = {"kinds": DETECTOR_KIND, "what": "lesion detector model",
+                  "remedy": "give the file train_detector wrote"}
+
+
 def _detector_file(path: str | Path) -> dict:
-    saved = load_torch(path, "lesion detector model")
-    if saved.get("kind") != DETECTOR_KIND or not isinstance(saved.get("state_dict"), dict):
-        raise DataError(path, f"not a lesion detector model (kind {saved.get('kind')!r}); "
-                              "give the file train_detector wrote")
-    return saved
+    return load_model_file(path, **_DETECTOR_FILE)
 
 
 def trunk_state_from_detector(path: str | Path) -> dict:
@@ -371,7 +372,6 @@ def write_trunk_weights(detector_path: str | Path, out_path: str | Path) -> Path
 
 def load_detector(path: str | Path, device: str | torch.device = "cpu") -> LesionDetector:
     """A trained detector from its model file, in eval mode on ``device``."""
-    saved = _detector_file(path)
-    model = LesionDetector(int(saved["config"]["depth"]))
-    model.load_state_dict(saved["state_dict"])
-    return place(model, resolve_device(device)).eval()
+    model, _ = load_model(path, build=lambda config: LesionDetector(int(config["depth"])), device=device,
+                          **_DETECTOR_FILE)
+    return model

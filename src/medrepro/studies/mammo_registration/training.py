@@ -21,10 +21,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from medrepro.nn.device import place
 from medrepro.errors import DataError
 from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.nn.training.checkpoint import array_fingerprint, load_torch
+from medrepro.nn.training.checkpoint import array_fingerprint, load_model, load_torch
 
 from . import losses, networks
 
@@ -156,12 +155,9 @@ def _with_trunk(model: networks.DualViewSpatialTransformer, trunk_state: Mapping
 
 def load_registration_model(path: str | Path, device: str | torch.device = "cpu") -> networks.DualViewSpatialTransformer:
     """A trained network from its model file, in eval mode; another kind of file is a DataError."""
-    saved = load_torch(path, "registration model")
-    if saved.get("kind") != KIND:
-        raise DataError(path, f"not a dual-view registration model (kind {saved.get('kind')!r}); re-run training")
-    model = build_model(saved["config"])
-    model.load_state_dict(saved["state_dict"], strict=True)
-    return place(model, torch.device(device) if isinstance(device, str) else device).eval()
+    model, _ = load_model(path, kinds=KIND, build=build_model, what="registration model",
+                          wanted="a dual-view registration model", remedy="re-run training", device=device)
+    return model
 
 
 def model_config(path: str | Path) -> dict:

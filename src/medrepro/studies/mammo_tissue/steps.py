@@ -6,13 +6,13 @@ library and writes its outputs atomically.
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from medrepro.data.atomic import atomic_path, write_csv, write_json
+from medrepro.data.atomic import atomic_path, write_csv
 from medrepro.pipeline.runner import Job
 from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
 
@@ -163,31 +163,39 @@ def aggregate(job: Job) -> None:
         np.savez(tmp, view_id=views, local=grids)
 
 
-def _heatmap_data(job: Job, split: str, local_path=None):
-    """Inputs, targets and (optionally) local results of one split's CC mammograms; their view ids."""
+def _heatmap_data(job: Job, splits: Sequence[str], local_path=None) -> list[tuple]:
+    """Each split's CC mammograms ("" for all): view ids, inputs, targets and (optionally) local results.
+
+    ``images.npz``, the mammogram table and the local results are read once for all the splits.
+    """
     from medrepro.studies.mammo_tissue.base_images import TARGETS, heatmap_inputs, heatmap_targets, load_images
 
     p = job.params
     table = pd.read_csv(job.input.mammograms)
-    views = table.loc[table["split"] == split, "view_id"].to_numpy() if split else table["view_id"].to_numpy()
     images = load_images(job.input.images)
-    inputs = heatmap_inputs(images["crops"][views], p.input_size)
-    targets = heatmap_targets(images[TARGETS[p.target]][views], p.grid, p.blur_sigma)
-    local = None
+    saved_local = None
     if local_path is not None:
         with np.load(local_path) as data:
-            index = {int(v): i for i, v in enumerate(data["view_id"])}
-            local = data["local"][[index[int(v)] for v in views]][:, None][:, 0]
-    return views, inputs, targets, local
+            saved_local = {int(v): i for i, v in enumerate(data["view_id"])}, data["local"]
+    out = []
+    for split in splits:
+        views = table.loc[table["split"] == split, "view_id"].to_numpy() if split else table["view_id"].to_numpy()
+        inputs = heatmap_inputs(images["crops"][views], p.input_size)
+        targets = heatmap_targets(images[TARGETS[p.target]][views], p.grid, p.blur_sigma)
+        local = None
+        if saved_local is not None:
+            index, grids = saved_local
+            local = grids[[index[int(v)] for v in views]][:, None][:, 0]
+        out.append((views, inputs, targets, local))
+    return out
 
 
 def train_heatmap(job: Job) -> None:
     from medrepro.studies.mammo_tissue.training import train_heatmap as train
 
     p = job.params
-    local = job.input.get("local")
-    _, inputs, targets, train_local = _heatmap_data(job, "train", local)
-    _, val_inputs, val_targets, val_local = _heatmap_data(job, "val", local)
+    (_, inputs, targets, train_local), (_, val_inputs, val_targets, val_local) = _heatmap_data(
+        job, ("train", "val"), job.input.get("local"))
     summary = train(inputs, targets, train_local, val_inputs, val_targets, val_local, _settings(job, _device(job)),
                     width=p.width, flip=p.flip, source=job.input.mammograms)
     job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
@@ -202,7 +210,7 @@ def evaluate_heatmap(job: Job) -> None:
     device = _device(job)
     model, _ = load_heatmap(job.input.model, device)
     table = pd.read_csv(job.input.mammograms)
-    views, inputs, targets, local = _heatmap_data(job, "", job.input.get("local"))
+    [(views, inputs, targets, local)] = _heatmap_data(job, ("",), job.input.get("local"))
     predicted = predict_heatmaps(model, inputs, local, device)
     # mse_empty: an empty heatmap's, the error of a model that has learnt nothing (Table 3's reference row)
     errors = table.assign(model=p.model, seed=p.seed, mse=image_mse(predicted, targets),

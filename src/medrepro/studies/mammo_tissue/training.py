@@ -20,8 +20,7 @@ import torch.nn.functional as F
 
 from medrepro.errors import DataError
 from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.nn.training.checkpoint import array_fingerprint, load_torch
-from medrepro.nn.device import place
+from medrepro.nn.training.checkpoint import array_fingerprint, load_model
 from medrepro.studies.mammo_tissue import networks, patches
 
 CLASSIFIER_KIND = "tissue_classifier"
@@ -101,12 +100,7 @@ def train_classifier(images: np.ndarray, train: Mapping[str, np.ndarray], val: M
 
 def load_classifier(path, device: torch.device | str = "cpu") -> tuple[networks.TissueClassifier, dict]:
     """A trained classifier in evaluation mode, and its config."""
-    saved = load_torch(path, "tissue classifier")
-    if saved.get("kind") != CLASSIFIER_KIND:
-        raise DataError(path, f"not a tissue classifier (kind {saved.get('kind')!r}); re-run its training")
-    model = build_classifier(saved["config"])
-    model.load_state_dict(saved["state_dict"])
-    return place(model, torch.device(device)).eval(), saved["config"]
+    return load_model(path, kinds=CLASSIFIER_KIND, build=build_classifier, what="tissue classifier", device=device)
 
 
 @torch.no_grad()
@@ -168,12 +162,7 @@ def train_heatmap(inputs: np.ndarray, targets: np.ndarray, local: np.ndarray | N
 
 
 def load_heatmap(path, device: torch.device | str = "cpu") -> tuple[networks.HeatmapNet, dict]:
-    saved = load_torch(path, "heatmap model")
-    if saved.get("kind") != HEATMAP_KIND:
-        raise DataError(path, f"not a heatmap model (kind {saved.get('kind')!r}); re-run its training")
-    model = build_heatmap(saved["config"])
-    model.load_state_dict(saved["state_dict"])
-    return place(model, torch.device(device)).eval(), saved["config"]
+    return load_model(path, kinds=HEATMAP_KIND, build=build_heatmap, what="heatmap model", device=device)
 
 
 @torch.no_grad()

@@ -37,9 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from medrepro.errors import ConfigError, DataError
-from medrepro.nn.device import place
 from medrepro.nn.training import SupervisedTrainer, TrainingSettings, ValidationSet
-from medrepro.nn.training.checkpoint import load_torch
+from medrepro.nn.training.checkpoint import load_model
 from medrepro.studies.microcalc import networks
 from medrepro.studies.microcalc.patchdb import Batch, BalancedSampler, PatchDatabase, PatchSet, check_label
 from medrepro.studies.microcalc.patches import CLASSES
@@ -230,14 +229,9 @@ def load_network(path: str | Path, label: str | None = None,
                  device: torch.device | str = "cpu") -> tuple[networks.MicrocalcNet, dict]:
     """A trained Detector or Segmentator in evaluation mode, and its configuration; a DataError for a file that
     is no such network (or not the ``label`` asked for)."""
-    saved = load_torch(path, "microcalcification network")
-    expected = KINDS.values() if label is None else [KINDS[check_label(label)]]
-    if saved.get("kind") not in expected:
-        wanted = "a microcalcification network" if label is None else f"a {label}"
-        raise DataError(path, f"not {wanted} (kind {saved.get('kind')!r}); re-run its training")
-    model = build_network(saved["config"])
-    model.load_state_dict(saved["state_dict"])
-    return place(model, torch.device(device)).eval(), saved["config"]
+    kinds = KINDS.values() if label is None else [KINDS[check_label(label)]]
+    return load_model(path, kinds=kinds, build=build_network, what="microcalcification network",
+                      wanted=None if label is None else f"a {label}", device=device)
 
 
 @torch.no_grad()
