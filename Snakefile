@@ -105,6 +105,23 @@ if "mammo_tissue" in RULE_STUDIES:
             tissue_outputs(),
 
 
+if "microcalc" in RULE_STUDIES:
+
+    include: "workflow/rules/microcalc/common.smk"
+    include: "workflow/rules/microcalc/data.smk"
+    include: "workflow/rules/microcalc/models.smk"
+    include: "workflow/rules/microcalc/evaluation.smk"
+    include: "workflow/rules/microcalc/report.smk"
+
+    STUDY_OUTPUTS["microcalc"] = micro_outputs
+    STUDY_CLAIMS["microcalc"] = rules.microcalc_claims.output.csv
+
+    rule microcalc:
+        """Microcalcification Detector / Segmentator: Table 1, whole-mammogram scores, claims and figures."""
+        input:
+            micro_outputs(),
+
+
 include: "workflow/rules/claims.smk"
 
 

@@ -38,7 +38,8 @@ RUN_GPU_RULES = {"chest_train_autoencoder", "chest_train_registration", "chest_e
 GPU_RULES = RUN_GPU_RULES | {"mammo_registration_pretrain_detector", "mammo_registration_train",
                              "mammo_registration_evaluate_learned", "mammo_tissue_train_classifier",
                              "mammo_tissue_evaluate_classifier", "mammo_tissue_aggregate", "mammo_tissue_train_heatmap",
-                             "mammo_tissue_evaluate_heatmap", "mammo_tissue_saliency"}
+                             "mammo_tissue_evaluate_heatmap", "mammo_tissue_saliency", "microcalc_train",
+                             "microcalc_evaluate_patches", "microcalc_segment"}
 # Groups of profiles/slurm whose members share one cluster job in the smoke run.
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},

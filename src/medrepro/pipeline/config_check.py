@@ -248,6 +248,9 @@ def _bounds(schema: dict) -> str:
              if key in schema]
     if "multipleOf" in schema:
         words.append(f"a multiple of {schema['multipleOf']}")
+    excluded = schema.get("not")
+    if isinstance(excluded, dict) and set(excluded) == {"multipleOf"}:
+        words.append("odd" if excluded["multipleOf"] == 2 else f"not a multiple of {excluded['multipleOf']}")
     return " and ".join(words)
 
 

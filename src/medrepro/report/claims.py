@@ -23,6 +23,13 @@ and judges each claim over all of them (:func:`judge_claim`):
 The verdict asks for both criteria on purpose: the seeds carry the training
 variability, the test cases the data variability.
 
+Two variants serve claims whose "methods" are groups of different cases, such as
+"class C3 is the hardest" (the errors of C3 patches against those of each other
+class): ``paired=False`` compares the groups' case values (averaged over the
+seeds) with a one-sided Mann-Whitney U test instead of the paired test, and
+``versus="each"`` compares the first method with each of the others (the first
+is best of all) instead of each with the next (a chain).
+
 The values are the long format of :mod:`medrepro.report.scores`; a claim about one
 group (a dataset) names it in ``Claim.where``.
 """
@@ -46,6 +53,7 @@ CLAIM_KEYS = ["study", "claim", "metric"]
 FLOAT_FORMAT = "%.6g"
 VERDICTS = ("holds", "contradicted", "inconclusive")
 ALPHA = 0.05
+VERSUS = ("next", "each")
 
 
 def replicate_seeds(seed: int, replicates: int) -> list[int]:
@@ -62,6 +70,9 @@ class Claim:
     ``higher_is_better`` says what "better" means for ``metric`` (True for Dice,
     False for distances). ``label`` names the claim in the table. ``where``
     restricts it to the values of one group (``{"dataset": "JSRT"}``).
+    ``paired`` False: the methods' cases differ, and are compared as independent
+    samples; ``versus`` "each": ``order[0]`` beats each other method (module
+    docstring).
     """
 
     study: str
@@ -70,10 +81,20 @@ class Claim:
     order: tuple[str, ...]
     higher_is_better: bool
     where: Mapping[str, object] = dataclasses.field(default_factory=dict, hash=False)
+    paired: bool = True
+    versus: str = "next"
 
     def __post_init__(self):
         if len(self.order) < 2 or len(set(self.order)) != len(self.order):
             raise ValueError(f"claim {self.label!r}: order needs two or more distinct methods, got {self.order}")
+        if self.versus not in VERSUS:
+            raise ValueError(f"claim {self.label!r}: versus must be one of {', '.join(VERSUS)}, got {self.versus!r}")
+
+    def steps(self) -> list[tuple[str, str]]:
+        """The (better, worse) pairs the claim is made of."""
+        if self.versus == "each":
+            return [(self.order[0], other) for other in self.order[1:]]
+        return list(zip(self.order[:-1], self.order[1:]))
 
 
 def one_sided_wilcoxon(differences: np.ndarray) -> float:
@@ -89,6 +110,18 @@ def one_sided_wilcoxon(differences: np.ndarray) -> float:
     from scipy.stats import wilcoxon  # here, not at the top: every workflow parse imports this module (seeds)
 
     return float(wilcoxon(differences, zero_method="wilcox", alternative="greater").pvalue)
+
+
+def one_sided_mann_whitney(better: np.ndarray, worse: np.ndarray) -> float:
+    """p of the rank-sum test that ``better`` is shifted above ``worse`` (independent samples, ties averaged);
+    1 when either is empty or every value is the same."""
+    better, worse = (np.asarray(v, dtype=np.float64) for v in (better, worse))
+    better, worse = better[np.isfinite(better)], worse[np.isfinite(worse)]
+    if better.size == 0 or worse.size == 0 or np.ptp(np.concatenate([better, worse])) == 0:
+        return 1.0
+    from scipy.stats import mannwhitneyu  # here, not at the top: every workflow parse imports this module (seeds)
+
+    return float(mannwhitneyu(better, worse, alternative="greater").pvalue)
 
 
 def metric_claims(study: str, orders: Sequence[tuple[str, ...]], directions: Mapping[str, bool],
@@ -138,24 +171,45 @@ def _seed_table(values: pd.DataFrame, metric: str, methods: Sequence[str], sourc
     return table.loc[table.index.get_level_values("seed").isin(seeds)]
 
 
+def _paired_p(table: pd.DataFrame, steps, sign: float) -> tuple[float, float]:
+    """(p supporting every step, p of the most reversed step): paired tests over the cases."""
+    case_means = table.groupby(level="case").mean()
+    p_support = max(one_sided_wilcoxon(sign * (case_means[b] - case_means[w])) for b, w in steps)
+    p_reverse = min(one_sided_wilcoxon(sign * (case_means[w] - case_means[b])) for b, w in steps)
+    return p_support, p_reverse
+
+
+def _unpaired_p(table: pd.DataFrame, steps, sign: float) -> tuple[float, float]:
+    """As :func:`_paired_p` for methods with cases of their own: rank-sum tests of the case means."""
+    case_means = table.groupby(level="case").mean()
+    column = {m: sign * case_means[m].dropna().to_numpy() for m in case_means.columns}
+    p_support = max(one_sided_mann_whitney(column[b], column[w]) for b, w in steps)
+    p_reverse = min(one_sided_mann_whitney(column[w], column[b]) for b, w in steps)
+    return p_support, p_reverse
+
+
 def judge_claim(claim: Claim, values: pd.DataFrame, alpha: float = ALPHA, source=None) -> dict:
     """One row of ``claims.csv`` for ``claim`` on ``values``.
 
     ``values`` has one row per (method, seed, case) with the metric column;
-    ``seed`` is NaN (None) for methods that were not trained per seed. Cases
-    missing for any method of the claim are left out.
+    ``seed`` is NaN (None) for methods that were not trained per seed. For a
+    paired claim, cases missing for any method of the claim are left out; an
+    unpaired claim keeps each method's own cases.
     """
     values, source = _selected(values, claim.where, source)
-    table = _seed_table(values, claim.metric, claim.order, source).dropna()
+    table = _seed_table(values, claim.metric, claim.order, source)
+    if claim.paired:
+        table = table.dropna()
+        if table.empty:
+            raise DataError(source, f"claim {claim.label!r}: no case has a value for every method of "
+                                    f"{', '.join(claim.order)}; a paired claim compares the same cases")
     sign = 1.0 if claim.higher_is_better else -1.0
     seed_means = table.groupby(level="seed").mean()
-    steps = list(zip(claim.order[:-1], claim.order[1:]))
+    steps = claim.steps()
     holds = np.ones(len(seed_means), dtype=bool)
     for better, worse in steps:
         holds &= sign * (seed_means[better] - seed_means[worse]).to_numpy() > 0
-    case_means = table.groupby(level="case").mean()
-    p_support = max(one_sided_wilcoxon(sign * (case_means[b] - case_means[w])) for b, w in steps)
-    p_reverse = min(one_sided_wilcoxon(sign * (case_means[w] - case_means[b])) for b, w in steps)
+    p_support, p_reverse = (_paired_p if claim.paired else _unpaired_p)(table, steps, sign)
     n_seeds, holds_in_seeds = len(seed_means), int(holds.sum())
     if holds_in_seeds == n_seeds and p_support < alpha:
         verdict = "holds"

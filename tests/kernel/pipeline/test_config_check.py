@@ -179,6 +179,8 @@ def test_wording_helpers():
     assert show_value(None) == "null" and show_value("x") == "'x'" and show_value([1, 2]) == "[1, 2]"
     assert show_value("y" * 100).endswith("...") and len(show_value("y" * 100)) == 60
     assert describe({"type": "integer", "minimum": 16, "multipleOf": 8}) == "a whole number >= 16 and a multiple of 8"
+    assert describe({"type": "integer", "minimum": 3, "not": {"multipleOf": 2}}) == "a whole number >= 3 and odd"
+    assert describe({"type": "integer", "not": {"multipleOf": 3}}) == "a whole number not a multiple of 3"
     assert describe({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5}) == "a number > 0 and < 0.5"
     assert describe({"type": "string", "minLength": 1}) == "a text, not empty"
     assert describe({"type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["x", "y"]}}) == (

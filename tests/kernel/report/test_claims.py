@@ -190,3 +190,62 @@ def test_the_claims_rule_gathers_every_studys_file_and_traces_rows_to_it(tmp_pat
     assert (tmp_path / "claims.csv").read_text().splitlines()[2].split(",")[5] == "0.333333"  # six digits
     assert job.cells == {"key_columns": ["study", "claim", "metric"],
                          "rows": {"s/A > B/dsc": [str(tmp_path / "s.csv")], "t/A > B/dsc": [str(tmp_path / "t.csv")]}}
+
+
+def group_frame(per_method: dict[str, np.ndarray], seeds: int = 3) -> pd.DataFrame:
+    """Rows (method, seed, case, error) where each method has cases of its own (named after the method)."""
+    rows = []
+    for method, array in per_method.items():
+        array = np.asarray(array, dtype=float).reshape(seeds, -1)
+        for s in range(seeds):
+            rows += [{"method": method, "seed": s, "case": f"{method}-{i}", "error": v}
+                     for i, v in enumerate(array[s])]
+    return pd.DataFrame(rows)
+
+
+def test_an_unpaired_claim_compares_each_methods_own_cases_with_a_rank_sum_test():
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(11)
+    hard = (rng.random((3, 40)) < 0.6).astype(float)
+    easy = (rng.random((3, 60)) < 0.1).astype(float)
+    frame = group_frame({"C3": hard, "C1": easy})
+    worst = Claim("s", "C3 hardest", "error", ("C3", "C1"), higher_is_better=True, paired=False)
+    row = judge_claim(worst, frame)
+    assert (row["holds_in_seeds"], row["verdict"]) == (3, "holds")
+    expected = mannwhitneyu(hard.mean(0), easy.mean(0), alternative="greater").pvalue
+    assert row["p_value"] == pytest.approx(expected, rel=1e-12)
+    # the same frame judged as a paired claim has no case in common: nothing to compare
+    with pytest.raises(DataError, match="no case has a value for every method"):
+        judge_claim(dataclasses.replace(worst, paired=True), frame)
+    reverse = judge_claim(Claim("s", "C1 hardest", "error", ("C1", "C3"), True, paired=False), frame)
+    assert (reverse["holds_in_seeds"], reverse["verdict"]) == (0, "contradicted")
+
+
+def test_versus_each_needs_the_first_to_beat_every_other_and_keeps_the_largest_p():
+    rng = np.random.default_rng(12)
+    groups = {"C3": (rng.random((3, 50)) < 0.5), "C1": (rng.random((3, 50)) < 0.1),
+              "C2": (rng.random((3, 50)) < 0.2), "C4": (rng.random((3, 50)) < 0.05)}
+    frame = group_frame({k: v.astype(float) for k, v in groups.items()})
+    hardest = Claim("s", "C3 hardest", "error", ("C3", "C1", "C2", "C4"), True, paired=False, versus="each")
+    assert hardest.steps() == [("C3", "C1"), ("C3", "C2"), ("C3", "C4")]
+    row = judge_claim(hardest, frame)
+    assert row["verdict"] == "holds" and row["holds_in_seeds"] == 3
+    from medrepro.report.claims import one_sided_mann_whitney
+    means = {k: v.astype(float).mean(0) for k, v in groups.items()}
+    assert row["p_value"] == pytest.approx(max(one_sided_mann_whitney(means["C3"], means[o])
+                                               for o in ("C1", "C2", "C4")), rel=1e-12)
+    # C2 is not the hardest: it loses to C3 in every seed
+    not_hardest = judge_claim(Claim("s", "C2 hardest", "error", ("C2", "C1", "C3", "C4"), True, paired=False,
+                                    versus="each"), frame)
+    assert not_hardest["holds_in_seeds"] == 0 and not_hardest["verdict"] == "contradicted"
+    with pytest.raises(ValueError, match="versus"):
+        Claim("s", "x", "error", ("a", "b"), True, versus="all")
+
+
+def test_one_sided_mann_whitney_handles_degenerate_input():
+    from medrepro.report.claims import one_sided_mann_whitney
+
+    assert one_sided_mann_whitney(np.array([]), np.array([1.0])) == 1.0
+    assert one_sided_mann_whitney(np.ones(4), np.ones(6)) == 1.0
+    assert one_sided_mann_whitney(np.array([np.nan]), np.array([0.0])) == 1.0

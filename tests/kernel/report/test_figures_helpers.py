@@ -254,6 +254,15 @@ def test_legend_below_fits_its_columns_to_the_entries():
     assert legend._ncols == 2
 
 
+def test_marker_entry_shows_a_marker_without_a_line():
+    from medrepro.report.figures import marker_entry
+
+    filled, hollow = marker_entry("red", "point"), marker_entry("gold", "ring", marker="s", filled=False)
+    assert (filled.get_marker(), filled.get_linestyle(), filled.get_label()) == ("o", "None", "point")
+    assert filled.get_markerfacecolor() == "red" and hollow.get_markerfacecolor() == "none"
+    assert hollow.get_marker() == "s" and hollow.get_markeredgecolor() == "gold"
+
+
 def test_panel_height_follows_the_aspect_ratio():
     assert panel_height((64, 40), 2.0) == pytest.approx(3.2)
     assert panel_height((3, 64, 40), 2.0) == pytest.approx(3.2)

@@ -23,13 +23,14 @@ from medrepro.report.figures.images import (
 from medrepro.report.figures.output import DPI, LAYOUT_DECIMALS, freeze_layout, panel_height, save_figure
 from medrepro.report.figures.overlays import draw_contours, draw_heatmap, draw_label_overlay, draw_mask_contour, draw_tint
 from medrepro.report.figures.shapes import draw_box, draw_boxes, draw_points, draw_quadrilateral
-from medrepro.report.figures.style import OTHER_LABEL_COLOUR, PALETTE, assign_colours, legend_below, line_entry, patch_entry
+from medrepro.report.figures.style import (OTHER_LABEL_COLOUR, PALETTE, assign_colours, legend_below, line_entry,
+                                          marker_entry, patch_entry)
 
 __all__ = [
     "DPI", "LAYOUT_DECIMALS", "OTHER_LABEL_COLOUR", "PALETTE", "Histogram", "assign_colours", "draw_box",
     "draw_box_plots", "draw_boxes", "draw_contours", "draw_heatmap", "draw_histograms", "draw_label_overlay",
     "draw_loss_curves", "draw_mask_contour", "draw_roc", "draw_points", "draw_quadrilateral", "draw_tint", "epoch_means",
-    "fit_view", "freeze_layout", "group_runs", "legend_below", "line_entry", "panel_height", "patch_entry",
-    "pixel_extent", "save_figure", "show_composite", "show_image", "show_slice", "shrink_for_display",
+    "fit_view", "freeze_layout", "group_runs", "legend_below", "line_entry", "marker_entry", "panel_height",
+    "patch_entry", "pixel_extent", "save_figure", "show_composite", "show_image", "show_slice", "shrink_for_display",
     "split_entries", "step_values", "volume_slice",
 ]

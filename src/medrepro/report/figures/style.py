@@ -26,6 +26,12 @@ def line_entry(colour, label: str, linestyle: str = "-") -> Line2D:
     return Line2D([], [], color=colour, linestyle=linestyle, label=label)
 
 
+def marker_entry(colour, label: str, marker: str = "o", filled: bool = True) -> Line2D:
+    """A legend entry for scattered markers (points, circled detections)."""
+    return Line2D([], [], color=colour, marker=marker, linestyle="none", label=label,
+                  markerfacecolor=colour if filled else "none")
+
+
 def patch_entry(colour, label: str, alpha: float = 1.0) -> Patch:
     """A legend entry for a filled area (an overlay, a mask)."""
     return Patch(facecolor=colour, alpha=alpha, label=label)

@@ -7,6 +7,9 @@ directory or in the release's own ``INbreast Release 1.0/`` folder under it) and
 ``verify`` mode, pinning its digests at first use (:mod:`medrepro.provenance.pinning`) and stopping on any later
 change. :func:`check_layout` says which part is missing and reads every annotation file once, so a damaged one
 stops the run before any image is read. Registered as ``INbreast``.
+
+A site's own annotated mammograms (as the paper's 283) come as a plain folder of images with binary masks
+(:mod:`.readers.masks_dir`), verified the same way and registered as ``calcification_masks``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from medrepro.data.sourcing import Dataset, Source, instructions, register
 from medrepro.errors import DataError
-from medrepro.studies.microcalc.readers import inbreast
+from medrepro.studies.microcalc.readers import inbreast, masks_dir
 
 NAME = "INbreast"
 SITE = "http://medicalresearch.inescporto.pt/breastresearch/index.php/Get_INbreast_Database"
@@ -51,3 +54,31 @@ def check_layout(raw_root: str | Path) -> dict:
 
 
 register(Dataset(name=NAME, sources=SOURCES, check_layout=check_layout))
+
+
+MASKS_NAME = "calcification_masks"
+MASKS_SOURCES = (Source(
+    what="annotated mammograms of your own site (one binary calcification mask per image)",
+    urls=("your site's archive",),
+    access="not public: the paper's 283 images were private as well",
+    automatic=False,
+    put_under=".",
+    expect=f"<name>.dcm or <name>.png with <name>{masks_dir.MASK_SUFFIX} beside each, and optionally "
+           f"{masks_dir.TABLE_FILE} ({','.join(masks_dir.TABLE_COLUMNS)})",
+),)
+
+
+def check_masks_layout(raw_root: str | Path) -> dict:
+    """Every image paired with its mask and the table (if any) consistent with the files; the count of images."""
+    raw_root = Path(raw_root)
+    if not raw_root.is_dir():
+        raise DataError(raw_root, "no such folder. " + instructions(MASKS_NAME, raw_root))
+    entries = masks_dir.index_masks_dir(raw_root)
+    if not entries:
+        raise DataError(raw_root, "holds no image. " + instructions(MASKS_NAME, raw_root))
+    return {"images": len(entries), "annotations": len(entries)}
+
+
+register(Dataset(name=MASKS_NAME, sources=MASKS_SOURCES, check_layout=check_masks_layout))
+#: The registered dataset of each source format (the config's ``dataset.format``).
+BY_FORMAT = {"inbreast": NAME, "masks_dir": MASKS_NAME}

@@ -300,14 +300,17 @@ def build_patch_database(target: str | Path, mammograms: Iterable[Mammogram], sp
 
 @dataclass(frozen=True)
 class PatchSet:
-    """Patches with their labels: ``pixels`` (n, 1, N, N) float32, ``classes``, ``detector``, ``segmentator``
-    and database ``ids``, all (n,)."""
+    """Patches with their labels: ``pixels`` (n, 1, N, N) float32, ``classes``, ``detector``, ``segmentator``,
+    database ``ids``, and where each was cut: ``image_ids`` and the centre's ``rows`` and ``cols``, all (n,)."""
 
     pixels: np.ndarray
     classes: np.ndarray
     detector: np.ndarray
     segmentator: np.ndarray
     ids: np.ndarray
+    image_ids: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -402,13 +405,14 @@ class PatchDatabase:
         """Every patch of a set (the stored validation or test set, or the training candidates), by id."""
         # A scan in id order (NOT INDEXED): through the (set, class) index SQLite would sort the blobs first.
         query = 'SELECT {} FROM patches NOT INDEXED WHERE "set" = ? ORDER BY id'
-        columns = np.asarray(self.connection.execute(query.format("id, class, detector, segmentator"),
-                                                     (set_name,)).fetchall(), dtype=np.int64).reshape(-1, 4)
+        fields = "id, class, detector, segmentator, image_id, row, col"
+        columns = np.asarray(self.connection.execute(query.format(fields), (set_name,)).fetchall(),
+                             dtype=np.int64).reshape(-1, 7)
         pixels = np.empty((len(columns), 1, self.patch_size, self.patch_size), dtype=np.float32)
         flat = pixels.reshape(len(columns), -1)
         for i, (blob,) in enumerate(self.connection.execute(query.format("pixels"), (set_name,))):
             flat[i] = np.frombuffer(blob, dtype=PIXEL_DTYPE)  # streamed: holding every blob at once is slower
-        return PatchSet(pixels, columns[:, 1], columns[:, 2], columns[:, 3], columns[:, 0])
+        return PatchSet(pixels, *(columns[:, i] for i in (1, 2, 3, 0, 4, 5, 6)))
 
 
 DIHEDRAL = tuple((turns, mirror) for mirror in (False, True) for turns in range(4))  # code -> map; 0 identity
@@ -490,10 +494,10 @@ class BalancedSampler:
     Patches are drawn without replacement within a batch where a class holds enough.
 
     Where the pixels come from: with ``device`` (a torch device: for GPU training, a CPU is faster with NumPy),
-    every training patch is held there and a batch is one gather on it, returned as a tensor; else they are held in memory as a NumPy array when
-    ``in_memory`` is True, or when it is None and they fit in ``memory_limit`` bytes; else each batch is fetched
-    by id, one query. The draws (:meth:`draw`) are the same in every mode, so one generator gives the same
-    batches."""
+    every training patch is held there and a batch is one gather on it, returned as a tensor; else they are held in
+    memory as a NumPy array when ``in_memory`` is True, or when it is None and they fit in ``memory_limit`` bytes;
+    else each batch is fetched by id, one query. The draws (:meth:`draw`) are the same in every mode, so one
+    generator gives the same batches."""
 
     def __init__(self, database: PatchDatabase, label: str, batch_size: int = 256,
                  spread: Mapping[int, float] | None = None, augment: bool = True, in_memory: bool | None = None,

@@ -1,0 +1,52 @@
+"""The networks on the stored test patches: per-patch predictions (the error table and the claims read them) and the
+first fully connected layer's features (Fig. 4's t-SNE, the nearest neighbours of Figs. 5 and 6).
+
+A prediction row is one test patch: its database ``patch_id`` and ``image_id``, its ``class`` (1-4), its ``label``
+for the network (Detector: C1-C3 positive; Segmentator: C1 positive), P(positive) and whether the argmax
+(P > 0.5) is right. Every seed's networks see the same test patches, drawn once by the extraction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medrepro.studies.microcalc.networks import MicrocalcNet
+from medrepro.studies.microcalc.patchdb import PatchSet
+from medrepro.studies.microcalc.training import PREDICTION_BATCH, predict
+
+PREDICTION_COLUMNS = ["network", "convolution", "seed", "patch_id", "image_id", "class", "label", "probability",
+                      "correct"]
+#: The classifier head's layers up to the first fully connected layer's activation (Flatten, Linear, BatchNorm,
+#: activation): its output is the 64 features of the paper's Fig. 4.
+FEATURE_LAYERS = 4
+
+
+def patch_predictions(model: MicrocalcNet, patches: PatchSet, network: str, convolution: str, seed: int
+                      ) -> pd.DataFrame:
+    """One row per patch (:data:`PREDICTION_COLUMNS`) of ``network`` (detector, segmentator) with ``convolution``
+    (same, valid) trained with ``seed``."""
+    probability = predict(model, patches.pixels)
+    label = patches.labels(network)
+    return pd.DataFrame({
+        "network": network, "convolution": convolution, "seed": int(seed), "patch_id": patches.ids,
+        "image_id": patches.image_ids, "class": patches.classes,
+        "label": label, "probability": probability.astype(np.float64),
+        "correct": ((probability > 0.5).astype(np.int64) == label).astype(np.int64),
+    }, columns=PREDICTION_COLUMNS)
+
+
+@torch.no_grad()
+def fc_features(model: MicrocalcNet, pixels: np.ndarray, batch_size: int = PREDICTION_BATCH) -> np.ndarray:
+    """(n, hidden) float32: the first fully connected layer's activations of each patch (eval mode)."""
+    if model.training:
+        raise ValueError("features need the model in eval mode (call model.eval())")
+    pixels = torch.as_tensor(pixels, dtype=torch.float32)
+    if pixels.dim() == 3:
+        pixels = pixels[:, None]
+    device = next(model.parameters()).device
+    head = model.classifier[:FEATURE_LAYERS]
+    out = [head(model.features(pixels[start:start + batch_size].to(device))).cpu()
+           for start in range(0, len(pixels), batch_size)]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.hidden), np.float32)
