@@ -142,6 +142,9 @@ def test_mammograms_are_resampled_scaled_and_hashed(tiny_inbreast):
     assert first.mask.shape == first.image.shape and first.mask.any()
     assert first.sha256 == hashlib.sha256(open(first.source, "rb").read()).hexdigest()
     assert first.mask_source.endswith(".xml") and first.digital == (record.acquisition == "digital")
+    # the database stores the paths below the dataset's folder: the same bytes wherever a run keeps its data
+    assert first.stored_path(first.source) == f"AllDICOMs/{record.sources[0].name}"
+    assert first.stored_path(first.mask_source) == f"AllXML/{first.name}.xml"
     native = next(read_mammograms(tiny_inbreast, Source(pixel_mm=0.1), names[:1]))
     np.testing.assert_allclose(native.image, record.image / record.max_value, rtol=1e-6)
 

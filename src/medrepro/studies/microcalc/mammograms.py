@@ -70,8 +70,9 @@ def _read_record(entry, source: Source) -> CalcificationImage:
     return masks_dir.read_masks_dir_image(entry, pixel_mm=source.native_pixel_mm)
 
 
-def as_mammogram(record: CalcificationImage, pixel_mm: float) -> Mammogram:
-    """A reader's image at ``pixel_mm``, scaled to 0..1, with the digests of the files it came from."""
+def as_mammogram(record: CalcificationImage, pixel_mm: float, root: str | Path | None = None) -> Mammogram:
+    """A reader's image at ``pixel_mm``, scaled to 0..1, with the digests of the files it came from (``root``: the
+    dataset's folder, which the database's paths are relative to)."""
     resampled = resample_record(record, pixel_mm)
     if not resampled.mask.any() and record.mask.any():  # resampling keeps every calcification (.resample)
         raise DataError(record.sources[0], "the calcification mask vanished when resampled")
@@ -80,7 +81,8 @@ def as_mammogram(record: CalcificationImage, pixel_mm: float) -> Mammogram:
     return Mammogram(name=record.name, image=image, mask=resampled.mask, source=str(record.sources[0]),
                      sha256=sha256_file(record.sources[0]), digital=record.acquisition == DIGITAL,
                      pixel_size=float(pixel_mm), mask_source=None if mask_file is None else str(mask_file),
-                     mask_sha256=None if mask_file is None else sha256_file(mask_file))
+                     mask_sha256=None if mask_file is None else sha256_file(mask_file),
+                     root=None if root is None else str(root))
 
 
 def read_mammograms(raw_dir: str | Path, source: Source, names: Iterable[str] | None = None) -> Iterator[Mammogram]:
@@ -94,4 +96,4 @@ def read_mammograms(raw_dir: str | Path, source: Source, names: Iterable[str] | 
             raise DataError(raw_dir, f"the source has no image named {name_list(missing)}; the patch database was "
                                      "built from other raw files: rerun the extraction")
         entries = [entry for entry in entries if _entry_name(entry) in wanted]
-    return (as_mammogram(_read_record(entry, source), source.pixel_mm) for entry in entries)
+    return (as_mammogram(_read_record(entry, source), source.pixel_mm, raw_dir) for entry in entries)

@@ -4,7 +4,8 @@ and test sets; the balanced, augmented minibatches drawn from it on the fly.
 Schema (:data:`SCHEMA`):
 
 * ``images``: ``id``, ``name`` (unique), ``split`` (train, val, test), ``source`` and ``sha256`` of the image file
-  (``mask_source``, ``mask_sha256`` of its calcification mask where it is a file of its own), ``digital`` (1
+  (``mask_source``, ``mask_sha256`` of its calcification mask where it is a file of its own; both paths relative to
+  the dataset's folder), ``digital`` (1
   natively digital, 0 digitised film), ``pixel_size`` (mm), ``height``, ``width``.
 * ``patches``: ``id``, ``image_id``, ``set`` (train: training candidates; val, test: the stored held-out sets;
   always the split of the patch's image), ``row``, ``col`` (the centre in the image), ``size`` (N), ``class``
@@ -127,6 +128,18 @@ class Mammogram:
     pixel_size: float | None = None
     mask_source: str | None = None
     mask_sha256: str | None = None
+    # The dataset's folder: the images table stores the file paths relative to it, so that the database does not
+    # depend on where a run keeps its raw data (messages still name the full path).
+    root: str | None = None
+
+    def stored_path(self, path: str | None) -> str | None:
+        """``path`` as the images table stores it: relative to :attr:`root` when below it."""
+        if path is None or self.root is None:
+            return path
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
 
 @dataclass(frozen=True)
@@ -181,8 +194,9 @@ class PatchWriter:
         cursor = self.connection.execute(
             "INSERT INTO images (name, split, source, sha256, mask_source, mask_sha256, digital, pixel_size, "
             "height, width) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (str(mammogram.name), split, str(mammogram.source), str(mammogram.sha256),
-             None if mammogram.mask_source is None else str(mammogram.mask_source), mammogram.mask_sha256,
+            (str(mammogram.name), split, mammogram.stored_path(str(mammogram.source)), str(mammogram.sha256),
+             mammogram.stored_path(None if mammogram.mask_source is None else str(mammogram.mask_source)),
+             mammogram.mask_sha256,
              int(bool(mammogram.digital)), None if mammogram.pixel_size is None else float(mammogram.pixel_size),
              int(height), int(width)))
         return int(cursor.lastrowid)
