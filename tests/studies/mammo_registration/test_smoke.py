@@ -1,10 +1,6 @@
 """The mammography registration study's part of the suite's smoke run: the variants' table, Wilcoxon table,
 claims, figures, and cells traced to the raw DICOMs."""
 
-import json
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,9 +8,8 @@ from rocrate.rocrate import ROCrate
 
 from medrepro.provenance.crate import export_crate
 
-from conftest import REPO
 from support.crate_trace import as_list, trace
-from support.smoke import assert_figures
+from support.smoke import assert_figures, explain_cell
 
 
 @pytest.mark.slow
@@ -51,13 +46,7 @@ def test_smoke_mammo_registration_cells_trace_to_the_raw_dicoms(smoke_run, tmp_p
          ("mammo_registration_wilcoxon", "mammo_registration_evaluate_elastix", "mammo_registration_prepare",
           "mammo_registration_synthesize")),
     ):
-        out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance", str(smoke_run / "tables" / table),
-                              "--row", row, "--column", column, "--json"], cwd=REPO, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr[-2000:]
-        expl = json.loads(out.stdout)
-        recorded = [s.get("record", "") for s in expl["steps"]]
-        for rule in rules:
-            assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
+        expl = explain_cell(smoke_run, table, row, column, rules)
         assert any(s["path"].endswith("raw/CBIS-DDSM") for s in expl["steps"]), [s["path"] for s in expl["steps"]]
     crate = ROCrate(export_crate(smoke_run / "provenance", tmp_path / "provenance.crate.zip", results_dir=smoke_run))
     table = pd.read_csv(smoke_run / "tables/mammo_registration.csv").set_index("method")

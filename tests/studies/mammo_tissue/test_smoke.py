@@ -2,9 +2,6 @@
 finite, the claims, the figures, and a cell of each table traced to the raw .LJPEG and .OVERLAY files."""
 
 import json
-import subprocess
-import sys
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -13,9 +10,8 @@ from rocrate.rocrate import ROCrate
 
 from medrepro.provenance.crate import export_crate
 
-from conftest import REPO
 from support.crate_trace import as_list, trace
-from support.smoke import assert_figures
+from support.smoke import assert_figures, crate_cell, explain_cell
 
 FIGURES = ("mammo_tissue_synthetic", "mammo_tissue_roc", "mammo_tissue_aggregation", "mammo_tissue_heatmaps",
            "mammo_tissue_saliency", "mammo_tissue_training_curves")
@@ -65,14 +61,7 @@ def test_smoke_mammo_tissue_tables_are_complete_and_finite(smoke_run):
       "mammo_tissue_prepare")),
 ])
 def test_smoke_mammo_tissue_cells_trace_to_the_raw_files(smoke_run, table, row, column, rules):
-    out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance", str(smoke_run / "tables" / table),
-                          "--row", row, "--column", column, "--json"], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    explanation = json.loads(out.stdout)
-    recorded = [step.get("record", "") for step in explanation["steps"]]
-    for rule in rules:
-        assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
-    text = json.dumps(explanation)
+    text = json.dumps(explain_cell(smoke_run, table, row, column, rules))
     assert ".LJPEG" in text or "raw/DDSM" in text  # down to the raw dataset
 
 
@@ -84,12 +73,7 @@ def test_smoke_mammo_tissue_cells_trace_to_the_raw_files_in_the_crate(smoke_run,
              "mammo_tissue_splits.csv": ("testing", "patches_positive", "mammo_tissue_sample"),
              "mammo_tissue_saliency.csv": ("saliency", "share_inside", "mammo_tissue_saliency")}
     for table, (row, column, made_by) in cells.items():
-        number = crate.get(quote(f"#{table}/{row}/{column}", safe="#/=,-_.~+@"))  # the crate's ids, URL-quoted
-        assert number is not None, (table, row, column)
-        keys = row.split("/")
-        frame = pd.read_csv(smoke_run / "tables" / table, keep_default_na=False)
-        value = frame[(frame.iloc[:, :len(keys)].astype(str) == keys).all(axis=1)][column].iloc[0]
-        assert float(number["value"]) == pytest.approx(float(value))
+        number = crate_cell(crate, smoke_run, table, row, column)
         visited, actions, _ = trace(crate, as_list(number["isBasedOn"]))
         rules = {a["name"].split("[")[0] for a in actions}
         assert {made_by, "mammo_tissue_prepare", "mammo_tissue_synthesize"} <= rules, (table, rules)

@@ -3,9 +3,6 @@ whole-mammogram table complete and finite, the claims, the figures, and a cell o
 patch database to the raw DICOMs."""
 
 import json
-import subprocess
-import sys
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -14,9 +11,8 @@ from rocrate.rocrate import ROCrate
 
 from medrepro.provenance.crate import export_crate
 
-from conftest import REPO
 from support.crate_trace import as_list, trace
-from support.smoke import assert_figures
+from support.smoke import assert_figures, crate_cell, explain_cell
 
 FIGURES = ("microcalc_synthetic", "microcalc_tsne", "microcalc_worst_detector", "microcalc_worst_segmentator",
            "microcalc_training_curves", "microcalc_segmented_region", "microcalc_border_failures")
@@ -75,15 +71,7 @@ CELLS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("table, row, column, rules", CELLS)
 def test_smoke_microcalc_cells_trace_through_the_database_to_the_dicoms(smoke_run, table, row, column, rules):
-    out = subprocess.run([sys.executable, "-m", "medrepro.pipeline.cli", "provenance",
-                          str(smoke_run / "tables" / table), "--row", row, "--column", column, "--json"],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]
-    explanation = json.loads(out.stdout)
-    recorded = [step.get("record", "") for step in explanation["steps"]]
-    for rule in rules:
-        assert any(r.startswith(rule) for r in recorded), (table, rule, recorded)
-    text = json.dumps(explanation)
+    text = json.dumps(explain_cell(smoke_run, table, row, column, rules))
     assert "patches.sqlite" in text and "raw/INbreast" in text
 
 
@@ -91,12 +79,7 @@ def test_smoke_microcalc_cells_trace_through_the_database_to_the_dicoms(smoke_ru
 def test_smoke_microcalc_cells_trace_to_the_raw_files_in_the_crate(smoke_run, tmp_path):
     crate = ROCrate(export_crate(smoke_run / "provenance", tmp_path / "provenance.crate.zip", results_dir=smoke_run))
     for table, row, column, rules in CELLS:
-        number = crate.get(quote(f"#{table}/{row}/{column}", safe="#/=,-_.~+@"))  # the crate's ids, URL-quoted
-        assert number is not None, (table, row, column)
-        keys = row.split("/")
-        frame = pd.read_csv(smoke_run / "tables" / table, keep_default_na=False)
-        value = frame[(frame.iloc[:, :len(keys)].astype(str) == keys).all(axis=1)][column].iloc[0]
-        assert float(number["value"]) == pytest.approx(float(value))
+        number = crate_cell(crate, smoke_run, table, row, column)
         visited, actions, _ = trace(crate, as_list(number["isBasedOn"]))  # from the table's inputs upwards
         assert set(rules[1:]) <= {a["name"].split("[")[0] for a in actions}, (table, rules)
         database = [e for e in crate.get_by_type("File") if e.id in visited and e.id.endswith("patches.sqlite")]

@@ -14,7 +14,7 @@ import torch
 
 from medrepro.studies.microcalc.networks import MicrocalcNet
 from medrepro.studies.microcalc.patchdb import PatchSet
-from medrepro.studies.microcalc.training import PREDICTION_BATCH, predict
+from medrepro.studies.microcalc.training import PREDICTION_BATCH, in_batches, predict
 
 PREDICTION_COLUMNS = ["network", "convolution", "seed", "patch_id", "image_id", "class", "label", "probability",
                       "correct"]
@@ -37,16 +37,8 @@ def patch_predictions(model: MicrocalcNet, patches: PatchSet, network: str, conv
     }, columns=PREDICTION_COLUMNS)
 
 
-@torch.no_grad()
 def fc_features(model: MicrocalcNet, pixels: np.ndarray, batch_size: int = PREDICTION_BATCH) -> np.ndarray:
     """(n, hidden) float32: the first fully connected layer's activations of each patch (eval mode)."""
-    if model.training:
-        raise ValueError("features need the model in eval mode (call model.eval())")
-    pixels = torch.as_tensor(pixels, dtype=torch.float32)
-    if pixels.dim() == 3:
-        pixels = pixels[:, None]
-    device = next(model.parameters()).device
     head = model.classifier[:FEATURE_LAYERS]
-    out = [head(model.features(pixels[start:start + batch_size].to(device))).cpu()
-           for start in range(0, len(pixels), batch_size)]
+    out = in_batches(model, pixels, lambda m, x: head(m.features(x)), batch_size)
     return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, model.hidden), np.float32)

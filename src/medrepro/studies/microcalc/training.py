@@ -235,16 +235,22 @@ def load_network(path: str | Path, label: str | None = None,
 
 
 @torch.no_grad()
-def predict(model: networks.MicrocalcNet, patches: np.ndarray | torch.Tensor,
-            batch_size: int = PREDICTION_BATCH) -> np.ndarray:
-    """P(positive) of each patch, (n, N, N) or (n, 1, N, N), in batches on the model's device; the model must be in
-    eval mode (a patch's output then does not depend on the others in its batch)."""
+def in_batches(model: networks.MicrocalcNet, patches: np.ndarray | torch.Tensor, forward, batch_size: int
+               ) -> list[torch.Tensor]:
+    """``forward(model, batch)`` over the patches, (n, N, N) or (n, 1, N, N), in batches on the model's device, each
+    result on the CPU; the model must be in eval mode (a patch's output then does not depend on its batch)."""
     if model.training:
-        raise ValueError("prediction needs the model in eval mode (call model.eval())")
+        raise ValueError("the model must be in eval mode for prediction (call model.eval())")
     patches = torch.as_tensor(patches, dtype=torch.float32)
     if patches.dim() == 3:
         patches = patches[:, None]
     device = next(model.parameters()).device
-    out = [networks.positive_probability(model(patches[start:start + batch_size].to(device))).cpu()
-           for start in range(0, len(patches), batch_size)]
+    return [forward(model, patches[start:start + batch_size].to(device)).cpu()
+            for start in range(0, len(patches), batch_size)]
+
+
+def predict(model: networks.MicrocalcNet, patches: np.ndarray | torch.Tensor,
+            batch_size: int = PREDICTION_BATCH) -> np.ndarray:
+    """P(positive) of each patch (:func:`in_batches`)."""
+    out = in_batches(model, patches, lambda m, x: networks.positive_probability(m(x)), batch_size)
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
