@@ -3,6 +3,7 @@ whole-mammogram table complete and finite, the claims, the figures, and a cell o
 patch database to the raw DICOMs."""
 
 import json
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,12 @@ def test_smoke_microcalc_database_and_tables_are_complete_and_finite(smoke_run):
         counts = database.counts()
         test = database.patch_set("test")
     assert set(images["split"]) == {"train", "val", "test"}
+    with sqlite3.connect(smoke_run / "microcalc/patches.sqlite") as connection:  # no image in two splits
+        sets_per_image = connection.execute('SELECT MAX(n) FROM (SELECT COUNT(DISTINCT "set") AS n FROM patches '
+                                            'GROUP BY image_id)').fetchone()[0]
+        outside = connection.execute('SELECT COUNT(*) FROM patches p JOIN images i ON p.image_id = i.id '
+                                     'WHERE p."set" != i.split').fetchone()[0]
+    assert sets_per_image == 1 and outside == 0
     assert all(counts["test"][f"C{c}"] > 0 for c in (1, 2, 3, 4))
     assert counts["test"]["C1"] == 3 * counts["test"]["C2"]  # the paper's mix: half C1, a sixth each of the rest
     table = pd.read_csv(smoke_run / "tables/microcalc_patch_errors.csv")
