@@ -140,7 +140,7 @@ def test_an_unknown_section_key_is_refused_naming_it_and_the_keys_allowed():
     assert str(error.value) == (
         "unknown training setting stepz; this training section takes steps, batch_size, learning_rate, "
         "steps_per_epoch, val_every, log_every, checkpoint_every, plateau_patience, plateau_factor, "
-        "early_stopping_patience, noise_p")
+        "early_stopping_patience, lr_step_every, lr_step_factor, noise_p")
     with pytest.raises(ConfigError, match="unknown training setting lr, seed"):
         TrainingSettings.from_section({"steps": 5, "lr": 0.1, "seed": 1}, **RUN)  # the config spells learning_rate
     with pytest.raises(ConfigError, match="has no steps"):

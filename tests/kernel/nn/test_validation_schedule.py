@@ -237,3 +237,23 @@ def test_a_config_section_sets_the_schedule_and_early_stopping():
     assert (default.plateau_patience, default.plateau_factor, default.early_stopping_patience) == (None, 0.5, None)
     assert ValidationWatch.from_settings(default) is None
     assert math.isinf(ValidationWatch.from_settings(run).best)
+
+
+def test_the_step_schedule_is_torchs_step_lr_and_a_resumed_run_follows_it(tmp_path):
+    run = settings(tmp_path / "whole", lr_step_every=5, lr_step_factor=0.5)
+    _, whole = train(run)
+    log = pd.read_csv(run.log_csv).query("split == 'train'")
+    reference = torch.optim.lr_scheduler.StepLR(torch.optim.SGD([torch.zeros(1)], lr=LR), step_size=5, gamma=0.5)
+    expected = {}
+    for step in range(1, STEPS + 1):
+        expected[step] = reference.get_last_lr()[0]
+        reference.optimizer.step()
+        reference.step()
+    assert dict(zip(log["step"], log["lr"])) == {s: pytest.approx(expected[s]) for s in log["step"]}
+    resumed = settings(tmp_path / "resumed", lr_step_every=5, lr_step_factor=0.5)
+    with pytest.raises(Interrupted):
+        train(resumed.replace(callback=kill_at(7)))
+    _, again = train(resumed)
+    assert all(torch.equal(whole.weights[STEPS][k], again.weights[STEPS][k]) for k in whole.weights[STEPS])
+    with pytest.raises(ValueError, match="either the plateau schedule or the step schedule"):
+        train(settings(tmp_path / "both", lr_step_every=5, plateau_patience=2))

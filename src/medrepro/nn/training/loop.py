@@ -54,7 +54,10 @@ class TrainingSettings:
     ``plateau_patience`` (validations) turns on the plateau schedule, which
     multiplies the learning rate by ``plateau_factor``; ``early_stopping_patience``
     (validations) turns on early stopping; both follow the validation loss
-    (:class:`ValidationWatch`) and are off when None.
+    (:class:`ValidationWatch`) and are off when None. ``lr_step_every`` turns
+    on a step schedule instead (torch's ``StepLR``): the rate at step ``s``
+    is ``lr * lr_step_factor ** ((s - 1) // lr_step_every)``, set from the
+    step number alone, so a resumed run follows it without extra state.
     """
 
     steps: int
@@ -74,6 +77,8 @@ class TrainingSettings:
     plateau_patience: int | None = None
     plateau_factor: float = 0.5
     early_stopping_patience: int | None = None
+    lr_step_every: int | None = None
+    lr_step_factor: float = 0.5
     callback: Callable[[int, Mapping[str, float]], None] | None = None
 
     def __post_init__(self):
@@ -112,7 +117,8 @@ class TrainingSettings:
 SECTION_KEYS = {"steps": "steps", "batch_size": "batch_size", "learning_rate": "lr",
                 "steps_per_epoch": "steps_per_epoch", "val_every": "val_every", "log_every": "log_every",
                 "checkpoint_every": "checkpoint_every", "plateau_patience": "plateau_patience",
-                "plateau_factor": "plateau_factor", "early_stopping_patience": "early_stopping_patience"}
+                "plateau_factor": "plateau_factor", "early_stopping_patience": "early_stopping_patience",
+                "lr_step_every": "lr_step_every", "lr_step_factor": "lr_step_factor"}
 
 
 def write_loss_log(rows: Iterable[dict], path: str | Path, columns: list[str]) -> None:
@@ -224,6 +230,21 @@ MONITORED_TERM = "total"  # the validation term the schedule and early stopping 
 def learning_rate(optimizer: torch.optim.Optimizer) -> float:
     """The learning rate of the optimiser's first parameter group (the schedule scales every group alike)."""
     return float(optimizer.param_groups[0]["lr"])
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _step_schedule(settings: TrainingSettings) -> Callable[[int], float] | None:
+    """The step schedule's rate at a step, or None when the settings give none."""
+    if settings.lr_step_every is None:
+        return None
+    if int(settings.lr_step_every) < 1 or not 0 < settings.lr_step_factor <= 1:
+        raise ValueError(f"lr_step_every must be >= 1 and lr_step_factor in (0, 1], got "
+                         f"{settings.lr_step_every} and {settings.lr_step_factor}")
+    return lambda step: settings.lr * settings.lr_step_factor ** ((step - 1) // int(settings.lr_step_every))
 
 
 def scale_learning_rate(optimizer: torch.optim.Optimizer, factor: float) -> None:
@@ -389,6 +410,14 @@ def run_resumable_training(
         config = {**config, **watch.config(val_every)}
         if watch.plateau_patience is not None and "lr" not in log_columns:
             log_columns = [*log_columns, "lr"]
+    stepped = _step_schedule(settings)
+    if stepped is not None:
+        if watch is not None and watch.plateau_patience is not None:
+            raise ValueError("give either the plateau schedule or the step schedule, not both")
+        config = {**config, "lr_step_every": int(settings.lr_step_every),
+                  "lr_step_factor": float(settings.lr_step_factor)}
+        if "lr" not in log_columns:
+            log_columns = [*log_columns, "lr"]
     checkpoint_path, log_csv, out_path = settings.checkpoint_path, settings.log_csv, settings.out_path
     callback = settings.callback
     history: list[dict] = []
@@ -410,6 +439,8 @@ def run_resumable_training(
     try:
         for step in range(start_step + 1, steps + 1):
             epoch = epoch_of(step, steps_per_epoch)
+            if stepped is not None:
+                set_learning_rate(optimizer, stepped(step))
             terms = train_step(step)
             step_lr = learning_rate(optimizer)  # before a plateau at this step's validation changes it
             window.add(terms)
@@ -420,7 +451,7 @@ def run_resumable_training(
                     stop = watch.observe(step, _monitored(val_row), model, optimizer)
             if step % log_every == 0 or step == steps or stop:
                 row = {"step": step, "epoch": epoch, "split": "train", **window.pop()}
-                if watch is not None and watch.plateau_patience is not None:
+                if stepped is not None or (watch is not None and watch.plateau_patience is not None):
                     row["lr"] = step_lr
                 history.append(row)
                 bar.set_postfix(total=f"{row['total']:.4f}")
