@@ -122,6 +122,23 @@ if "microcalc" in RULE_STUDIES:
             micro_outputs(),
 
 
+if "brain" in RULE_STUDIES:
+
+    include: "workflow/rules/brain/common.smk"
+    include: "workflow/rules/brain/data.smk"
+    include: "workflow/rules/brain/models.smk"
+    include: "workflow/rules/brain/evaluation.smk"
+    include: "workflow/rules/brain/report.smk"
+
+    STUDY_OUTPUTS["brain"] = brain_outputs
+    STUDY_CLAIMS["brain"] = rules.brain_claims.output.csv
+
+    rule brain:
+        """WSSAMNet 3-D brain registration against ANTs and VoxelMorph: Table 1, Wilcoxon tests, claims and figures."""
+        input:
+            brain_outputs(),
+
+
 include: "workflow/rules/claims.smk"
 
 

@@ -18,7 +18,7 @@ from medrepro.report.figures.curves import (
 )
 from medrepro.report.figures.distributions import Histogram, draw_box_plots, draw_histograms
 from medrepro.report.figures.images import (
-    fit_view, pixel_extent, show_composite, show_image, show_slice, shrink_for_display, volume_slice,
+    fit_view, pixel_extent, points_in_slice, show_composite, show_image, show_slice, shrink_for_display, volume_slice,
 )
 from medrepro.report.figures.output import DPI, LAYOUT_DECIMALS, freeze_layout, panel_height, save_figure
 from medrepro.report.figures.overlays import draw_contours, draw_heatmap, draw_label_overlay, draw_mask_contour, draw_tint
@@ -31,6 +31,6 @@ __all__ = [
     "draw_box_plots", "draw_boxes", "draw_contours", "draw_heatmap", "draw_histograms", "draw_label_overlay",
     "draw_loss_curves", "draw_mask_contour", "draw_roc", "draw_points", "draw_quadrilateral", "draw_tint", "epoch_means",
     "fit_view", "freeze_layout", "group_runs", "legend_below", "line_entry", "marker_entry", "panel_height",
-    "patch_entry", "pixel_extent", "save_figure", "show_composite", "show_image", "show_slice", "shrink_for_display",
+    "patch_entry", "pixel_extent", "points_in_slice", "save_figure", "show_composite", "show_image", "show_slice", "shrink_for_display",
     "split_entries", "step_values", "volume_slice",
 ]

@@ -57,6 +57,20 @@ def show_slice(ax, volume: np.ndarray, axis: int = 0, index: int | None = None, 
     return show_image(ax, volume_slice(volume, axis, index), **kwargs)
 
 
+#: The array axis a slice is taken along -> the (x, y, z) components that are its columns and rows.
+_SLICE_PLANE = {0: (0, 1), 1: (0, 2), 2: (1, 2)}
+
+
+def points_in_slice(points_xyz: np.ndarray, axis: int, index: int, depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points (x, y, z voxels) within ``depth`` voxels of slice ``index`` along array ``axis`` of a (z, y, x)
+    volume, as (column, row) in :func:`volume_slice`'s image; and the mask of the points kept."""
+    points = np.asarray(points_xyz, dtype=float).reshape(-1, 3)
+    through = 2 - int(axis)  # array axis 0 is z, the points' third component
+    keep = np.abs(points[:, through] - index) <= depth
+    column, row = _SLICE_PLANE[int(axis)]
+    return points[keep][:, [column, row]], keep
+
+
 def show_composite(ax, fixed: np.ndarray, moving: np.ndarray):
     """Two images of one grid in false colour: ``fixed`` magenta, ``moving`` green, equal intensities grey."""
     fixed, moving = np.clip(fixed, 0.0, 1.0), np.clip(moving, 0.0, 1.0)
