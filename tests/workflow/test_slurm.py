@@ -39,10 +39,11 @@ GPU_RULES = RUN_GPU_RULES | {"mammo_registration_pretrain_detector", "mammo_regi
                              "mammo_registration_evaluate_learned", "mammo_tissue_train_classifier",
                              "mammo_tissue_evaluate_classifier", "mammo_tissue_aggregate", "mammo_tissue_train_heatmap",
                              "mammo_tissue_evaluate_heatmap", "mammo_tissue_saliency", "microcalc_train",
-                             "microcalc_evaluate_patches", "microcalc_segment"}
+                             "microcalc_evaluate_patches", "microcalc_segment", "brain_pretrain", "brain_train",
+                             "brain_evaluate_learned"}
 # The tables of the studies the SLURM run leaves out (RUN_STUDIES in tests/support/slurm_run.py): the mammography,
-# tissue classifier and microcalcification studies.
-LOCAL_ONLY_TABLES = ("mammo_", "microcalc_")
+# tissue classifier, microcalcification and brain registration studies.
+LOCAL_ONLY_TABLES = ("mammo_", "microcalc_", "brain_")
 # Groups of profiles/slurm whose members share one cluster job in the smoke run.
 ONE_JOB_GROUPS = {
     "chest_data": {"chest_synthesize", "chest_obtain", "chest_convert"},

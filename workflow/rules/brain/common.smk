@@ -22,6 +22,13 @@ def brain_model(method, seed, stage="finetune"):
     return f"{BRAIN_DIR}/models/seed{seed}/{method}{suffix}.pt"
 
 
+def brain_pretrained_input(wildcards):
+    """Fine-tuning starts from the pre-trained weights of the methods that have them."""
+    if wildcards.method in BRAIN_PRETRAINED:
+        return {"pretrained": brain_model(wildcards.method, wildcards.seed, "pretrain")}
+    return {}
+
+
 def brain_eval(method, seed, kind="landmarks"):
     suffix = {"landmarks": ".csv", "cases": "_cases.csv", "example": "_example.npz"}[kind]
     return f"{BRAIN_DIR}/eval/seed{seed}/{method}{suffix}"

@@ -33,16 +33,10 @@ rule brain_pretrain:
         "../../../scripts/step.py"
 
 
-def _pretrained(wildcards):
-    if wildcards.method in BRAIN_PRETRAINED:
-        return {"pretrained": brain_model(wildcards.method, wildcards.seed, "pretrain")}
-    return {}
-
-
 rule brain_train:
     """Follow-up to baseline: VoxelMorph from scratch, WSSAMNet and its ablation from their pre-trained weights."""
     input:
-        unpack(_pretrained),
+        unpack(brain_pretrained_input),
         prepared=BRAIN_PREPARED,
     output:
         model=f"{BRAIN_DIR}/models/seed{{seed}}/{{method}}.pt",

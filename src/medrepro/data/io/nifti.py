@@ -80,6 +80,7 @@ def read_volume(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, Geometr
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise DataError(path, f"not a readable NIfTI volume: truncated or corrupt ({_first_line(error)})") from None
+    _check_complete(path, image)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DataError(path, f"expected a 3-D scalar volume, got {image.GetDimension()}-D with "
                               f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel")
@@ -100,6 +101,34 @@ def write_volume(path: str | Path, array: np.ndarray, geometry: Geometry, compre
     path = Path(path)
     with atomic_path(path) as tmp:  # the temporary keeps the suffix that tells ITK the format
         sitk.WriteImage(image, str(tmp), True, compression_level)
+
+
+NIFTI_HEADER_BYTES = 348
+
+
+def _check_complete(path: Path, image) -> None:
+    """A gzipped volume whose stream ends early: ITK reads it without complaint and fills the rest with zeros."""
+    if path.suffix != ".gz":
+        return
+    import gzip
+    import zlib
+
+    expected = NIFTI_HEADER_BYTES + int(np.prod(image.GetSize())) * image.GetNumberOfComponentsPerPixel() \
+        * np.dtype(_NUMPY_TYPES.get(image.GetPixelIDTypeAsString(), np.uint8)).itemsize
+    try:
+        with gzip.open(path, "rb") as stream:
+            length = sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 22), b""))
+    except (EOFError, OSError, zlib.error) as error:
+        raise DataError(path, f"not a readable NIfTI volume: truncated or corrupt ({error})") from None
+    if length < expected:
+        raise DataError(path, f"not a readable NIfTI volume: truncated ({length} bytes of image data and header, "
+                              f"at least {expected} expected)")
+
+
+_NUMPY_TYPES = {"8-bit unsigned integer": np.uint8, "8-bit signed integer": np.int8,
+                "16-bit unsigned integer": np.uint16, "16-bit signed integer": np.int16,
+                "32-bit unsigned integer": np.uint32, "32-bit signed integer": np.int32,
+                "32-bit float": np.float32, "64-bit float": np.float64}
 
 
 def _first_line(error: Exception) -> str:

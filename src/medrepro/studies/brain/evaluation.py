@@ -12,7 +12,8 @@ Euclidean error"; "per_axis": scikit-learn's median absolute error of the n x 3 
 averaged), the mean error likewise, the robustness (the share of landmarks whose error after is below the one
 before: the challenge's criterion for eq. 7's "successfully registered"), and the folding (the percentage of
 voxels of the unpadded volume where the Jacobian determinant is <= 0). Run time is the wall time of registering
-one pair and carrying its landmarks, on the device the run used.
+one pair and carrying its landmarks on one CPU thread (every method alike) and, for a learned method on a node
+with a GPU, on the GPU as well (:func:`gpu_seconds`); the GPU column is empty otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from medrepro.studies.brain.preprocess import PreparedCase
 
 LANDMARK_COLUMNS = ["case", "landmark", "error_before_mm", "error_after_mm"]
 CASE_COLUMNS = ["case", "landmarks", "median_error_before_mm", "median_error_mm", "mean_error_mm", "robustness",
-                "folding_pct", "runtime_s", "device"]
+                "folding_pct", "runtime_cpu_s", "runtime_gpu_s"]
 INVERSION_TOLERANCE = 0.05  # voxels
 
 
@@ -82,7 +83,16 @@ def _unpadded(volume: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(volume[: shape[0], : shape[1], : shape[2]])
 
 
-def score_case(case: PreparedCase, registered: Registered, median_kind: str, device: str) -> tuple[pd.DataFrame, dict]:
+def gpu_seconds(network, case: PreparedCase) -> float:
+    """Seconds to register the pair on the GPU (the network's copy there), after one warm-up pass."""
+    import torch
+
+    with_network(network, case, torch.cuda.synchronize)
+    return with_network(network, case, torch.cuda.synchronize).seconds
+
+
+def score_case(case: PreparedCase, registered: Registered, median_kind: str,
+               gpu: float | None = None) -> tuple[pd.DataFrame, dict]:
     """The case's per-landmark errors and its summary row (:data:`CASE_COLUMNS`)."""
     spacing = case.geometry.spacing
     before = landmark_metrics.landmark_distances(case.moving_landmarks, case.fixed_landmarks, spacing)
@@ -101,7 +111,7 @@ def score_case(case: PreparedCase, registered: Registered, median_kind: str, dev
                                                      kind=median_kind),
         "robustness": landmark_metrics.robustness(before, after),
         "folding_pct": 100.0 * folding_fraction(det),
-        "runtime_s": registered.seconds, "device": device}
+        "runtime_cpu_s": registered.seconds, "runtime_gpu_s": np.nan if gpu is None else gpu}
     return rows, summary
 
 

@@ -128,13 +128,14 @@ def evaluate(job: Job) -> None:
     from medrepro.studies.brain.preprocess import load_split
 
     p = job.params
-    registrar, device = _registrar(job)
+    registrar, on_gpu = _registrar(job)
     rows, summaries, example = [], [], None
     test = load_split(job.input.prepared, "test")
     with progress_bar(total=len(test), desc=f"registering ({p.method})") as bar:
         for case in test:
             registered = registrar(case)
-            landmarks, summary = evaluation.score_case(case, registered, p.median_kind, device)
+            gpu = None if on_gpu is None else on_gpu(case)
+            landmarks, summary = evaluation.score_case(case, registered, p.median_kind, gpu)
             rows.append(landmarks)
             summaries.append(summary)
             if example is None:
@@ -154,22 +155,26 @@ def evaluate(job: Job) -> None:
 
 
 def _registrar(job: Job):
-    """The method's pair registration, and the device name its run time belongs to."""
+    """The method's pair registration on the CPU, and its GPU timing where the job has a GPU (else None)."""
     from medrepro.studies.brain import evaluation
 
     p = job.params
     if p.method == "unregistered":
-        return evaluation.identity, "cpu"
+        return evaluation.identity, None
     if p.method == "ants":
         from medrepro.spatial.ants import SynSettings
 
         settings = SynSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.ants.items()},
                                random_seed=int(p.seed) + 1, threads=job.threads)  # ANTs takes seeds >= 1
-        return (lambda case: evaluation.with_ants(case, settings)), "cpu"
+        return (lambda case: evaluation.with_ants(case, settings)), None
     from medrepro.studies.brain.training import load_registration
 
     network, _ = load_registration(job.input.model, p.method, device="cpu")
-    return (lambda case: evaluation.with_network(network, case)), "cpu"
+    on_gpu = None
+    if _device(job).type == "cuda":
+        gpu_network, _ = load_registration(job.input.model, p.method, device="cuda")
+        on_gpu = lambda case: evaluation.gpu_seconds(gpu_network, case)  # noqa: E731
+    return (lambda case: evaluation.with_network(network, case)), on_gpu
 
 
 def _example_views(case, registered) -> dict:
@@ -210,10 +215,7 @@ def _read(job: Job, prefix: str) -> pd.DataFrame:
 
 
 def _case_scores(job: Job) -> pd.DataFrame:
-    cases = _read(job, "cases_")
-    on_gpu = cases["device"].astype(str).str.startswith("cuda")
-    return cases.assign(runtime_cpu_s=cases["runtime_s"].where(~on_gpu),
-                        runtime_gpu_s=cases["runtime_s"].where(on_gpu))
+    return _read(job, "cases_")
 
 
 def landmark_errors(job: Job) -> None:

@@ -172,8 +172,8 @@ def landmarks_in_voxels(path: str | Path, geometry: Geometry, shape: tuple) -> t
     outside = np.any((index < -0.5) | (index > upper), axis=1)
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
-        raise DataError(path, f"landmark {int(ids[first])} at {points[first].round(2).tolist()} mm lies outside the "
-                              f"volume (voxel {index[first].round(2).tolist()}, size {list(shape[::-1])} x, y, z)")
+        raise DataError(path, f"landmark {int(ids[first])} at {_rounded(points[first])} mm lies outside the "
+                              f"volume (voxel {_rounded(index[first])}, size {list(shape[::-1])} x, y, z)")
     return ids, index
 
 
@@ -219,9 +219,13 @@ def check_pair_grids(case: Case) -> tuple[tuple, Geometry]:
 
 def _grid_problem(shape, geometry, other_shape, other_geometry, other_path) -> str:
     return (f"grid differs from its pair's {Path(other_path).name}: size {list(shape[::-1])} vs "
-            f"{list(other_shape[::-1])}, spacing {list(np.round(geometry.spacing, 4))} vs "
-            f"{list(np.round(other_geometry.spacing, 4))}, origin {list(np.round(geometry.origin, 3))} vs "
-            f"{list(np.round(other_geometry.origin, 3))}; both scans of a case must share one grid")
+            f"{list(other_shape[::-1])}, spacing {_rounded(geometry.spacing)} vs {_rounded(other_geometry.spacing)}, "
+            f"origin {_rounded(geometry.origin)} vs {_rounded(other_geometry.origin)}; both scans of a case must "
+            "share one grid")
+
+
+def _rounded(values) -> list:
+    return [round(float(v), 3) for v in values]
 
 
 def read_scan(case: Case, timepoint: str, modalities=MODALITIES) -> tuple[np.ndarray, Geometry]:
