@@ -199,3 +199,168 @@ def _softmax_focal(logits: torch.Tensor, target: torch.Tensor, gamma: float,
                              f"got {alpha!r}")
         values = values * weights.view(-1, *[1] * (logits.ndim - 2))
     return values.sum(dim=1)
+
+
+# --- similarity and regularity terms for deformable registration ------------------------------
+
+
+def _check_images(a: torch.Tensor, b: torch.Tensor) -> int:
+    """Spatial dimensionality (2 or 3) of a pair of same-shaped (B, C, ...) images."""
+    if a.shape != b.shape:
+        raise ValueError(f"images {tuple(a.shape)} and {tuple(b.shape)} differ in shape")
+    if a.ndim not in (4, 5):
+        raise ValueError(f"images must be (B, C, H, W) or (B, C, D, H, W), got shape {tuple(a.shape)}")
+    return a.ndim - 2
+
+
+def _window_sum(image: torch.Tensor, window: int) -> torch.Tensor:
+    """Sum over the centred cubic (square) window at every voxel, zero padding outside the image."""
+    pool = F.avg_pool2d if image.ndim == 4 else F.avg_pool3d
+    # count_include_pad keeps the divisor at window**n, so the padded zeros count as samples
+    mean = pool(image, kernel_size=window, stride=1, padding=window // 2, count_include_pad=True)
+    return mean * window ** (image.ndim - 2)
+
+
+def local_cross_correlation(a: torch.Tensor, b: torch.Tensor, window: int = 9, squared: bool = True,
+                            eps: float = 1e-5) -> torch.Tensor:
+    """Local cross-correlation of (B, C, H, W) or (B, C, D, H, W) images, averaged over voxels, channels, batch.
+
+    At each voxel p, over the ``window``-wide cube (square) centred on p with
+    ``N = window**n`` samples: ``cross = sum(a b) - sum(a) sum(b) / N`` and
+    ``var_a = sum(a^2) - sum(a)^2 / N`` (likewise ``var_b``). Windows that
+    reach past the border are zero-padded: the padded zeros count as samples
+    and N stays ``window**n`` (MONAI's convention), and every voxel is averaged.
+
+    ``squared=True``: ``cross^2 / (max(var_a, eps) max(var_b, eps))``, in [0, 1]
+    up to the floor, equal to minus MONAI's ``LocalNormalizedCrossCorrelationLoss``
+    (rectangular kernel, ``smooth_dr=eps``). ``squared=False``: the unsquared,
+    unnormalised ratio ``cross / (var_a var_b + eps)``, which keeps the sign of
+    the correlation but scales with the intensities (not a correlation coefficient).
+    Returns the similarity (larger is better); negate it for a loss.
+    """
+    _check_images(a, b)
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window}")
+    n_samples = float(window ** (a.ndim - 2))
+    sum_a, sum_b = _window_sum(a, window), _window_sum(b, window)
+    cross = _window_sum(a * b, window) - sum_a * sum_b / n_samples
+    var_a = _window_sum(a * a, window) - sum_a * sum_a / n_samples
+    var_b = _window_sum(b * b, window) - sum_b * sum_b / n_samples
+    if squared:
+        floor = torch.as_tensor(eps, dtype=a.dtype, device=a.device)
+        return (cross * cross / (torch.maximum(var_a, floor) * torch.maximum(var_b, floor))).mean()
+    return (cross / (var_a * var_b + eps)).mean()
+
+
+def _parzen_weights(image: torch.Tensor, bins: int, sigma_ratio: float) -> torch.Tensor:
+    """(B, n_samples, bins): each voxel's Gaussian weights over bin centres in [0, 1], summing to one."""
+    centres = torch.linspace(0.0, 1.0, bins, dtype=image.dtype, device=image.device)
+    sigma = sigma_ratio / (bins - 1)
+    values = image.clamp(0.0, 1.0).reshape(image.shape[0], -1, 1)
+    weights = torch.exp(-((values - centres) ** 2) / (2.0 * sigma**2))
+    return weights / weights.sum(dim=-1, keepdim=True)
+
+
+def mutual_information(a: torch.Tensor, b: torch.Tensor, bins: int = 32, sigma_ratio: float = 0.5,
+                       smooth: float = 1e-7) -> torch.Tensor:
+    """Global mutual information (nats) of two same-shaped images, averaged over the batch; differentiable.
+
+    Parzen-window estimate: intensities are expected in [0, 1] (values outside
+    are clamped, so rescale first); each voxel spreads over ``bins`` evenly
+    spaced bin centres with Gaussian weights of width ``sigma_ratio`` bin
+    spacings, normalised per voxel. Per sample (all channels pooled) the joint
+    histogram is ``p_ab = W_a^T W_b / n`` and the marginals the mean weights;
+    ``MI = sum p_ab log((p_ab + s) / (p_a p_b + s) + s)`` with ``s = smooth``.
+    The value is minus MONAI's ``GlobalMutualInformationLoss`` (Gaussian kernel)
+    with the same settings. The smoothing of the histogram biases the estimate
+    below the hard-histogram one, and MI(a, a) below the entropy of a.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"images {tuple(a.shape)} and {tuple(b.shape)} differ in shape")
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    weights_a = _parzen_weights(a, bins, sigma_ratio)
+    weights_b = _parzen_weights(b.to(a.dtype), bins, sigma_ratio)
+    joint = weights_a.transpose(1, 2) @ weights_b / weights_a.shape[1]
+    marginals = weights_a.mean(dim=1).unsqueeze(2) * weights_b.mean(dim=1).unsqueeze(1)
+    information = (joint * torch.log((joint + smooth) / (marginals + smooth) + smooth)).sum(dim=(1, 2))
+    return information.mean()
+
+
+def _check_displacement(displacement: torch.Tensor) -> int:
+    n_dims = displacement.ndim - 2
+    if n_dims not in (2, 3) or displacement.shape[1] != n_dims:
+        raise ValueError(
+            f"displacement must be (B, 2, H, W) or (B, 3, D, H, W), got shape {tuple(displacement.shape)}"
+        )
+    return n_dims
+
+
+def gradient_norm_smoothness(displacement: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Mean over positions and batch of the Frobenius norm of the displacement's forward-difference Jacobian.
+
+    At p, ``sqrt(sum_{c, j} (u_c(p + e_j) - u_c(p))^2 + eps)`` over the
+    displacement channels c and the 2 or 3 axes j, on the interior where every
+    forward difference exists (the last row/column/slice is dropped). The mean
+    (not the sum) keeps the value independent of image size; ``eps`` gives a
+    finite gradient where the field is locally constant (its value there is
+    ``sqrt(eps)``).
+    """
+    n_dims = _check_displacement(displacement)
+    interior = [slice(None), slice(None)] + [slice(0, size - 1) for size in displacement.shape[2:]]
+    squared = 0.0
+    for axis in range(2, 2 + n_dims):
+        shifted = list(interior)
+        shifted[axis] = slice(1, None)
+        squared = squared + ((displacement[tuple(shifted)] - displacement[tuple(interior)]) ** 2).sum(dim=1)
+    return torch.sqrt(squared + eps).mean()
+
+
+def _scipy_gaussian_kernels(sigma: float, truncate: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalised Gaussian and its second derivative, sampled on [-r, r] with r = int(truncate sigma + 0.5)."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    gaussian = torch.exp(-0.5 * x**2 / sigma**2)
+    gaussian = gaussian / gaussian.sum()
+    return gaussian, (x**2 / sigma**4 - 1.0 / sigma**2) * gaussian
+
+
+def _symmetric_indices(size: int, radius: int, device) -> torch.Tensor:
+    """Indices of ``size`` samples extended by ``radius`` on each side with half-sample mirroring (d c b a | a b c d)."""
+    index = torch.arange(-radius, size + radius, device=device) % (2 * size)
+    return torch.where(index >= size, 2 * size - 1 - index, index)
+
+
+def _filter_axis(image: torch.Tensor, kernel: torch.Tensor, axis: int) -> torch.Tensor:
+    """Correlate (N, ...) ``image`` along ``axis`` with a symmetric 1-D kernel, mirror-padded to keep the size."""
+    radius = (len(kernel) - 1) // 2
+    padded = image.index_select(axis, _symmetric_indices(image.shape[axis], radius, image.device))
+    moved = padded.movedim(axis, -1)
+    rows = moved.reshape(-1, 1, moved.shape[-1])
+    filtered = F.conv1d(rows, kernel.to(image).view(1, 1, -1))
+    return filtered.reshape(*moved.shape[:-1], filtered.shape[-1]).movedim(-1, axis)
+
+
+def laplacian_of_gaussian(image: torch.Tensor, sigma_vox: float) -> torch.Tensor:
+    """Laplacian of the Gaussian-smoothed (B, C, H, W) or (B, C, D, H, W) image, per channel; differentiable.
+
+    The sum over axes of the Gaussian second-derivative kernel along that axis
+    and the Gaussian along the others, both truncated at 4 sigma (voxels) and
+    sampled as ``scipy.ndimage`` does; borders mirror about the edge
+    (half-sample "reflect", d c b a | a b c d). Equals
+    ``scipy.ndimage.gaussian_laplace(x, sigma_vox, mode="reflect")`` on each
+    channel. Negative at the centre of a bright blob.
+    """
+    if image.ndim not in (4, 5):
+        raise ValueError(f"image must be (B, C, H, W) or (B, C, D, H, W), got shape {tuple(image.shape)}")
+    if sigma_vox <= 0:
+        raise ValueError(f"sigma_vox must be positive, got {sigma_vox}")
+    gaussian, second_derivative = _scipy_gaussian_kernels(float(sigma_vox))
+    axes = range(2, image.ndim)
+    result = None
+    for derivative_axis in axes:
+        term = image
+        for axis in axes:
+            term = _filter_axis(term, second_derivative if axis == derivative_axis else gaussian, axis)
+        result = term if result is None else result + term
+    return result
