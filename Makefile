@@ -86,6 +86,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_mammo_tissue.py --out benchmarks/results/mammo_tissue.json
 	$(BIN)/python benchmarks/bench_microcalc_dense.py --out benchmarks/results/microcalc_dense.json
 	$(BIN)/python benchmarks/bench_microcalc_sampling.py --out benchmarks/results/microcalc_sampling.json
+	$(BIN)/python benchmarks/bench_brain_registration.py --out benchmarks/results/brain_registration.json
 	$(BIN)/python benchmarks/bench_job_overhead.py --out benchmarks/results/job_overhead.json
 
 clean:

@@ -29,6 +29,7 @@ import dataclasses
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -339,7 +340,24 @@ def _worker(threads: int) -> ProcessPoolExecutor:
         return _WORKERS[threads]
 
 
+def _pin_in_process(threads: int) -> bool:
+    """Pin this process's ITK thread count when antspyx is not loaded yet (a pipeline job's first registration);
+    True when the process runs at ``threads``."""
+    global _PROCESS_THREADS
+    if _PROCESS_THREADS is None and "ants" not in sys.modules:
+        os.environ[THREADS_ENV] = str(threads)
+        _PROCESS_THREADS = threads
+    return _PROCESS_THREADS == threads
+
+
+_PROCESS_THREADS: int | None = None
+
+
 def _run_with_threads(threads: int, function, *args):
+    """In this process when its ITK runs (or can still be set to run) at ``threads``; else in a worker process
+    started for that count (a spawned process: the calling script must guard its main code)."""
+    if _pin_in_process(threads):
+        return function(*args)
     worker = _worker(threads)
     try:
         return worker.submit(function, *args).result()

@@ -66,7 +66,7 @@ def plot_synthetic(raw_dir: str | Path, out: str | Path) -> Path:
     rows = [(f"{scan} {modality}", read_volume((case.baseline if scan == "baseline" else case.followup)[modality])[0],
              base if scan == "baseline" else follow, COLOURS["fixed"] if scan == "baseline" else COLOURS["before"])
             for scan in ("baseline", "follow-up") for modality in ("t1ce", "flair")]
-    fig, axes = plt.subplots(len(rows), 2, figsize=(7, 3.2 * len(rows)))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(7, 2.6 * len(rows)), layout="constrained")
     for r, (title, volume, points, colour) in enumerate(rows):
         for c, (view, axis) in enumerate(VIEWS):
             index = _busiest_slice(base, axis, volume.shape[axis])
@@ -94,7 +94,7 @@ def plot_examples(examples: dict, out: str | Path) -> Path:
     methods = _ordered(examples)
     first = _example(examples[methods[0]])
     columns = ["fixed", "moving", "warped", "|fixed - moving|", "|fixed - warped|"]
-    fig, axes = plt.subplots(2 * len(methods), len(columns), figsize=(2.1 * len(columns), 2.3 * 2 * len(methods)))
+    fig, axes = plt.subplots(2 * len(methods), len(columns), figsize=(2.1 * len(columns), 1.9 * 2 * len(methods)), layout="constrained")
     for m, method in enumerate(methods):
         data = _example(examples[method])
         fixed, moving, warped = (_scaled(data[k]) for k in ("fixed", "moving", "warped"))
@@ -126,7 +126,7 @@ def plot_examples(examples: dict, out: str | Path) -> Path:
 def plot_jacobians(examples: dict, out: str | Path) -> Path:
     """Per method the Jacobian determinant of its field on the example's axial and coronal slices; folding red."""
     methods = _ordered(examples)
-    fig, axes = plt.subplots(len(VIEWS), len(methods), figsize=(2.6 * len(methods), 5.4), squeeze=False)
+    fig, axes = plt.subplots(len(VIEWS), len(methods), figsize=(2.6 * len(methods), 5.4), squeeze=False, layout="constrained")
     mappable = None
     for c, method in enumerate(methods):
         data = _example(examples[method])
@@ -152,7 +152,7 @@ def plot_error_boxes(errors: dict, out: str | Path) -> Path:
     groups = {"before registration": frames[methods[0]]["error_before_mm"].to_numpy()}
     groups.update({METHOD_NAMES.get(m, m): frames[m]["error_after_mm"].to_numpy() for m in methods
                    if m != "unregistered"})
-    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 4))
+    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 4), layout="constrained")
     draw_box_plots(ax, groups, "landmark error (mm)", np.random.default_rng(0))
     ax.set_title("Landmark errors on the held-out cases (every seed)")
     return save_figure(fig, out)
@@ -165,7 +165,7 @@ def plot_training_curves(paths: list, out: str | Path) -> Path:
         name = Path(path).name.replace(".losses.csv", "")
         runs.setdefault(name, []).append(read_loss_log(path))
     colours = assign_colours(sorted(runs))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for ax, stage in zip(axes, ("pretrained", "")):
         chosen = {n: logs for n, logs in runs.items() if n.endswith("_pretrained") == bool(stage)}
         draw_loss_curves(ax, chosen, colours, ylabel="training loss (total)")
