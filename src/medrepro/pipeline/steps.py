@@ -49,3 +49,12 @@ def record_user_copy(job: Job, raw_dir: str | Path) -> None:
     """A user-placed copy is no rule's output, so a step that reads it records it as its input here."""
     if str(raw_dir) not in job.all_inputs():
         job.extra_inputs.append(str(raw_dir))
+
+
+def job_device(job: Job):
+    """The device a training or inference step runs on (CUDA when the job has a GPU), recorded in its record."""
+    from medrepro.nn.device import resolve_device
+
+    device = resolve_device()
+    job.extra["device"] = str(device)
+    return device

@@ -14,19 +14,11 @@ import pandas as pd
 
 from medrepro.data.atomic import atomic_dir, atomic_path, write_csv
 from medrepro.pipeline.runner import Job
-from medrepro.pipeline.steps import obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import job_device, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
 FLOAT_FORMAT = "%.6g"
-
-
-def _device(job: Job):
-    from medrepro.nn.device import resolve_device
-
-    device = resolve_device()
-    job.extra["device"] = str(device)
-    return device
 
 
 # --------------------------------------------------------------------- data
@@ -100,7 +92,7 @@ def _train(job: Job, stage: str, section: dict, initial=None) -> None:
 
     p = job.params
     settings = TrainingSettings.from_section(section, checkpoint_path=p.checkpoint, log_csv=job.output.losses,
-                                             out_path=job.output.model, seed=p.seed, device=_device(job),
+                                             out_path=job.output.model, seed=p.seed, device=job_device(job),
                                              threads=job.threads)
     cases = load_split(job.input.prepared, "train")
     limits = AffineRange(**p.wssamnet["affine"]) if stage == "pretrain" else AffineRange()
@@ -171,7 +163,7 @@ def _registrar(job: Job):
 
     network, _ = load_registration(job.input.model, p.method, device="cpu")
     on_gpu = None
-    if _device(job).type == "cuda":
+    if job_device(job).type == "cuda":
         gpu_network, _ = load_registration(job.input.model, p.method, device="cuda")
         on_gpu = lambda case: evaluation.gpu_seconds(gpu_network, case)  # noqa: E731
     return (lambda case: evaluation.with_network(network, case)), on_gpu

@@ -13,7 +13,7 @@ import pandas as pd
 
 from medrepro.data.atomic import atomic_path, write_csv, write_json
 from medrepro.pipeline.runner import Job
-from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import download_step, job_device, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ def _settings(job: Job, device, method_keys: tuple[str, ...] = ()):
                                          device=device, threads=job.threads)
 
 
-def _device(job: Job):
-    from medrepro.nn.device import resolve_device
-
-    device = resolve_device()
-    job.extra["device"] = str(device)
-    return device
-
-
 def development_views(pairs: dict, table: pd.DataFrame, split: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """The distinct views of one split's pairs, each with every lesion box drawn on it (the detector's data)."""
     keep = np.flatnonzero(pairs["split"] == split)
@@ -109,7 +101,7 @@ def pretrain_detector(job: Job) -> None:
     table = pd.read_csv(job.input.table)
     train_images, train_boxes = development_views(pairs, table, "train")
     val_images, val_boxes = development_views(pairs, table, "val")
-    summary = train_detector(train_images, train_boxes, _settings(job, _device(job)), depth=p.depth,
+    summary = train_detector(train_images, train_boxes, _settings(job, job_device(job)), depth=p.depth,
                              trunk_weights=p.trunk_weights, weights_dir=p.weights_dir, val_images=val_images,
                              val_boxes=val_boxes, source=job.input.pairs)
     job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
@@ -126,7 +118,7 @@ def train_registration(job: Job) -> None:
     p = job.params
     detector = job.input.get("detector")
     trunk_state = trunk_state_from_detector(detector) if detector else None
-    summary = train(load_pairs(job.input.pairs, "train"), _settings(job, _device(job), ("giou_weight",)),
+    summary = train(load_pairs(job.input.pairs, "train"), _settings(job, job_device(job), ("giou_weight",)),
                     variant=p.variant, depth=p.depth, head_init=p.head_init, prior_angle_deg=p.prior_angle_deg,
                     giou_weight=p.training["giou_weight"], trunk_state=trunk_state,
                     trunk_source=f"detector sha256:{sha256_file(detector)}" if detector else p.trunk_weights,

@@ -14,7 +14,7 @@ import pandas as pd
 
 from medrepro.data.atomic import atomic_path, write_csv
 from medrepro.pipeline.runner import Job
-from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import download_step, job_device, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,6 @@ def _samples(path, split: str) -> dict[str, np.ndarray]:
     return {column: table[column].to_numpy() for column in ("view_id", "row", "col", "label")}
 
 
-def _device(job: Job):
-    from medrepro.nn.device import resolve_device
-
-    device = resolve_device()
-    job.extra["device"] = str(device)
-    return device
-
-
 def _settings(job: Job, device):
     from medrepro.nn.training import TrainingSettings
 
@@ -109,7 +101,7 @@ def train_classifier(job: Job) -> None:
     p = job.params
     images = magnified(load_images(job.input.images)["crops"], p.factor)
     summary = train(images, _samples(job.input.samples, "train"), _samples(job.input.samples, "val"),
-                    _settings(job, _device(job)), factor=p.factor, patch=p.patch, width=p.width, hidden=p.hidden,
+                    _settings(job, job_device(job)), factor=p.factor, patch=p.patch, width=p.width, hidden=p.hidden,
                     dropout=p.dropout, augmentation=Augmentation.from_section(p.augmentation),
                     positive_fraction=p.positive_fraction, fill=p.fill, source=job.input.samples)
     job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
@@ -123,7 +115,7 @@ def evaluate_classifier(job: Job) -> None:
     from medrepro.studies.mammo_tissue.training import PatchSet, load_classifier, predict
 
     p = job.params
-    device = _device(job)
+    device = job_device(job)
     model, config = load_classifier(job.input.model, device)
     images = magnified(load_images(job.input.images)["crops"], config["factor"])
     test = _samples(job.input.samples, "test")
@@ -151,7 +143,7 @@ def aggregate(job: Job) -> None:
     from medrepro.studies.mammo_tissue.training import load_classifier
 
     p = job.params
-    device = _device(job)
+    device = job_device(job)
     model, config = load_classifier(job.input.model, device)
     views = pd.read_csv(job.input.mammograms)["view_id"].to_numpy()
     images, padded = _padded_x05(job.input.images, config["factor"], config["patch"], p.fill)
@@ -196,7 +188,7 @@ def train_heatmap(job: Job) -> None:
     p = job.params
     (_, inputs, targets, train_local), (_, val_inputs, val_targets, val_local) = _heatmap_data(
         job, ("train", "val"), job.input.get("local"))
-    summary = train(inputs, targets, train_local, val_inputs, val_targets, val_local, _settings(job, _device(job)),
+    summary = train(inputs, targets, train_local, val_inputs, val_targets, val_local, _settings(job, job_device(job)),
                     width=p.width, flip=p.flip, source=job.input.mammograms)
     job.extra["training"] = {k: summary[k] for k in ("steps", "resumed_from_step", "steps_run", "seconds_per_step")}
 
@@ -207,7 +199,7 @@ def evaluate_heatmap(job: Job) -> None:
     from medrepro.studies.mammo_tissue.training import load_heatmap, predict_heatmaps
 
     p = job.params
-    device = _device(job)
+    device = job_device(job)
     model, _ = load_heatmap(job.input.model, device)
     table = pd.read_csv(job.input.mammograms)
     [(views, inputs, targets, local)] = _heatmap_data(job, ("",), job.input.get("local"))
@@ -231,7 +223,7 @@ def saliency(job: Job) -> None:
     from medrepro.studies.mammo_tissue.training import load_classifier
 
     p = job.params
-    device = _device(job)
+    device = job_device(job)
     model, config = load_classifier(job.input.model, device)
     factor, patch = config["factor"], config["patch"]
     images, padded = _padded_x05(job.input.images, factor, patch, p.fill)

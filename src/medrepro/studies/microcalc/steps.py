@@ -13,7 +13,7 @@ import pandas as pd
 
 from medrepro.data.atomic import atomic_path, write_csv
 from medrepro.pipeline.runner import Job
-from medrepro.pipeline.steps import obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import job_device, obtain_step, record_user_copy, synthesize_step
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,6 @@ def _source(job: Job):
     from medrepro.studies.microcalc.mammograms import Source
 
     return Source.from_section(job.params.dataset, job.params.pixel_mm)
-
-
-def _device(job: Job):
-    from medrepro.nn.device import resolve_device
-
-    device = resolve_device()
-    job.extra["device"] = str(device)
-    return device
 
 
 # --------------------------------------------------------------------- data
@@ -75,7 +67,7 @@ def train(job: Job) -> None:
 
     p = job.params
     settings = TrainingSettings.from_section(p.training, checkpoint_path=p.checkpoint, log_csv=job.output.losses,
-                                             out_path=job.output.model, seed=p.seed, device=_device(job),
+                                             out_path=job.output.model, seed=p.seed, device=job_device(job),
                                              threads=job.threads)
     summary = train_network(job.input.database, p.network, p.convolution, settings, widths=tuple(p.widths),
                             hidden=p.hidden, dropout=p.dropout, augment=p.augment)
@@ -94,7 +86,7 @@ def evaluate_patches(job: Job) -> None:
     from medrepro.studies.microcalc.training import load_network
 
     p = job.params
-    model, _ = load_network(job.input.model, p.network, _device(job))
+    model, _ = load_network(job.input.model, p.network, job_device(job))
     with PatchDatabase(job.input.database) as database:
         test = database.patch_set("test")
     table = patch_predictions(model, test, p.network, p.convolution, p.seed)
@@ -122,7 +114,7 @@ def segment(job: Job) -> None:
 
     p = job.params
     record_user_copy(job, p.raw_dir)
-    device = _device(job)
+    device = job_device(job)
     detector, _ = load_network(job.input.detector, "detector", device)
     segmentator, _ = load_network(job.input.segmentator, "segmentator", device)
     settings = p.segmentation
