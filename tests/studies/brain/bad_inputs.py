@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from support.bad_inputs import MAX_MESSAGE_CHARS, Stock, StepRun, step_case
+from support.bad_inputs import (INSTRUCTIONS_CHARS, MAX_MESSAGE_CHARS, Stock, StepRun, config_case, delete,
+                                nothing_obtained, step_case)
 
 DATASET = "BraTS-Reg"
 PREPARED = "results/brain/prepared"
@@ -42,6 +43,25 @@ def prepare(damage: Callable[[Path], None]) -> Callable:
                         "split": {"test_fraction": 0.4}, "seed": 0})
 
     return run
+
+
+def obtain(damage: Callable[[Path], None]) -> Callable:
+    """The obtain step (layout, then every file against its pin) on a user's copy of the stand-in, damaged."""
+
+    def run(case: Path, stock: Stock) -> StepRun:
+        raw = stock.copy_raw(DATASET, case, user_copy=True)
+        damage(raw)
+        return StepRun("brain_obtain", "medrepro.studies.brain.steps:obtain",
+                       {"manifest": str(case / "results/brain/raw_manifest.sha256")},
+                       {"source": "verify", "raw_dir": str(raw)})
+
+    return run
+
+
+def _no_cases(raw: Path) -> None:
+    """The release's folders left out: the user placed nothing but the generator's files."""
+    for folder in ("BraTSReg_Training_Data_v3", "BraTSReg_Validation_Data"):
+        delete(folder)(raw)
 
 
 def _rewrite(pattern: str, change: Callable) -> Callable[[Path], None]:
@@ -96,6 +116,11 @@ FOLLOWUP_LANDMARKS = "*_01_*_landmarks.csv"
 NOTHING = (PREPARED,)
 CHARS = MAX_MESSAGE_CHARS + PATH_CHARS
 CASES: list = [
+    config_case("brain_verify_without_raw_dir", "brain: {dataset: {source: verify}}\n",
+                "brain.dataset.raw_dir = null", "set raw_dir"),
+    step_case("brain_verify_without_the_data", obtain(_no_cases), "BraTS-Reg",
+              "no BraTSReg_NNN case folder", "med.upenn.edu", max_chars=INSTRUCTIONS_CHARS,
+              absent=nothing_obtained("brain")),
     step_case("brain_missing_modality", prepare(_remove("*_01_*_flair.nii.gz")), "_flair.nii.gz",
               "missing follow-up modality flair", max_chars=CHARS, absent=NOTHING),
     step_case("brain_volume_of_another_size", prepare(_rewrite("*_01_*_t1ce.nii.gz", lambda a, g: (a[:, :-2], g))),
