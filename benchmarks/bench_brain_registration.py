@@ -13,7 +13,7 @@ space), on one thread each, as the pipeline's evaluation jobs run:
 
 Ratios are ANTs' seconds divided by the method's (> 1: faster than ANTs). Peak memory: one training step (forward
 and backward of the three U-Nets and eq. 5 with both focal terms, batch 1) and one inference pass at the native
-size, each in a fresh process: the process's peak resident memory on the CPU (``ru_maxrss``), or
+size, each in a fresh process: the process's peak resident memory on the CPU (``VmHWM``), or
 ``torch.cuda.max_memory_allocated`` on a GPU. The paper trained on three 12 GB GPUs, one U-Net on each.
 
     python benchmarks/bench_brain_registration.py --out benchmarks/results/brain_registration.json
@@ -118,8 +118,13 @@ else:
     network.eval()
     with torch.no_grad():
         network(batch["moving"], batch["fixed"])
-peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+def high_water_mib():
+    # VmHWM starts afresh at exec, unlike ru_maxrss, which keeps the forking parent's peak
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else high_water_mib()
 print(json.dumps({{"device": device, "peak_mib": peak}}))
 """
 

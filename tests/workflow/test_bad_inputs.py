@@ -48,7 +48,7 @@ EVERY_STUDY: list = [  # BadInput, or pytest.param(BadInput, marks=xfail) for a 
     # ---- the config file's top level
     config_case("top_level_typo", "sed: 1\n", "unknown key sed", "allowed keys at the top level: seed,"),
     config_case("negative_seed", "seed: -1\n", "seed = -1", ">= 0"),
-    config_case("unknown_study", "studies: [chest, brain]\n", "studies[1] = 'brain'", "one of chest, cxr14"),
+    config_case("unknown_study", "studies: [chest, lungs]\n", "studies[1] = 'lungs'", "one of chest, cxr14"),
     # ---- the provenance command
     cli_case("provenance_of_a_markdown_table", ["provenance", "results/tables/t.md", *CELL],
              "results/tables/t.md: not a CSV table", "use results/tables/t.csv"),

@@ -31,7 +31,10 @@ from medrepro.studies.brain.preprocess import PreparedCase
 
 LANDMARK_COLUMNS = ["case", "landmark", "error_before_mm", "error_after_mm"]
 CASE_COLUMNS = ["case", "landmarks", "median_error_before_mm", "median_error_mm", "mean_error_mm", "robustness",
-                "folding_pct", "runtime_cpu_s", "runtime_gpu_s"]
+                "folding_pct"]
+#: Run times are no output's content (an output's bytes follow from the config alone): each evaluation job keeps
+#: them in its provenance record (``extra.runtimes``), from which the table takes them (:func:`with_runtimes`).
+RUNTIME_COLUMNS = ["runtime_cpu_s", "runtime_gpu_s"]
 INVERSION_TOLERANCE = 0.05  # voxels
 
 
@@ -91,8 +94,7 @@ def gpu_seconds(network, case: PreparedCase) -> float:
     return with_network(network, case, torch.cuda.synchronize).seconds
 
 
-def score_case(case: PreparedCase, registered: Registered, median_kind: str,
-               gpu: float | None = None) -> tuple[pd.DataFrame, dict]:
+def score_case(case: PreparedCase, registered: Registered, median_kind: str) -> tuple[pd.DataFrame, dict]:
     """The case's per-landmark errors and its summary row (:data:`CASE_COLUMNS`)."""
     spacing = case.geometry.spacing
     before = landmark_metrics.landmark_distances(case.moving_landmarks, case.fixed_landmarks, spacing)
@@ -110,9 +112,27 @@ def score_case(case: PreparedCase, registered: Registered, median_kind: str,
         "mean_error_mm": landmark_metrics.mean_error(registered.points, case.fixed_landmarks, spacing,
                                                      kind=median_kind),
         "robustness": landmark_metrics.robustness(before, after),
-        "folding_pct": 100.0 * folding_fraction(det),
-        "runtime_cpu_s": registered.seconds, "runtime_gpu_s": np.nan if gpu is None else gpu}
+        "folding_pct": 100.0 * folding_fraction(det)}
     return rows, summary
+
+
+def runtime_entry(registered: Registered, gpu: float | None) -> dict:
+    """A case's run times as the evaluation job's record keeps them."""
+    return {"runtime_cpu_s": registered.seconds, "runtime_gpu_s": gpu}
+
+
+def with_runtimes(cases: pd.DataFrame, runtimes: dict, source) -> pd.DataFrame:
+    """The per-case scores with the run times their evaluation job recorded (case -> entry); a case without one is
+    an error naming the file: its record is not the one of the run that wrote it."""
+    from medrepro.errors import DataError
+
+    missing = sorted(set(cases["case"]) - set(runtimes))
+    if missing:
+        raise DataError(source, f"no recorded run time for case(s) {', '.join(missing[:5])}; rerun the evaluation "
+                                "that wrote this file")
+    rows = [runtimes[c] for c in cases["case"]]
+    return cases.assign(**{column: [np.nan if r[column] is None else float(r[column]) for r in rows]
+                           for column in RUNTIME_COLUMNS})
 
 
 def jacobian_volume(registered: Registered, case: PreparedCase) -> np.ndarray:

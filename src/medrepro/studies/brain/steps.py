@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from medrepro.data.atomic import atomic_dir, atomic_path, write_csv
+from medrepro.errors import DataError
 from medrepro.pipeline.runner import Job
 from medrepro.pipeline.steps import job_device, obtain_step, record_user_copy, synthesize_step
 
@@ -121,13 +122,13 @@ def evaluate(job: Job) -> None:
 
     p = job.params
     registrar, on_gpu = _registrar(job)
-    rows, summaries, example = [], [], None
+    rows, summaries, runtimes, example = [], [], {}, None
     test = load_split(job.input.prepared, "test")
     with progress_bar(total=len(test), desc=f"registering ({p.method})") as bar:
         for case in test:
             registered = registrar(case)
-            gpu = None if on_gpu is None else on_gpu(case)
-            landmarks, summary = evaluation.score_case(case, registered, p.median_kind, gpu)
+            runtimes[case.name] = evaluation.runtime_entry(registered, None if on_gpu is None else on_gpu(case))
+            landmarks, summary = evaluation.score_case(case, registered, p.median_kind)
             rows.append(landmarks)
             summaries.append(summary)
             if example is None:
@@ -140,6 +141,7 @@ def evaluate(job: Job) -> None:
     write_csv(job.output.cases, cases, float_format=FLOAT_FORMAT)
     with atomic_path(job.output.example, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **example)
+    job.extra["runtimes"] = runtimes
     _write_submission(job, registrar, load_split(job.input.prepared, "validation"))
     log.info("%s: median error %.2f mm (before %.2f), robustness %.2f on %d cases", p.method,
              cases["median_error_mm"].median(), cases["median_error_before_mm"].median(),
@@ -207,7 +209,25 @@ def _read(job: Job, prefix: str) -> pd.DataFrame:
 
 
 def _case_scores(job: Job) -> pd.DataFrame:
-    return _read(job, "cases_")
+    """Every method's per-case scores with the run times from the records of the jobs that wrote them; those
+    records are recorded as this step's inputs."""
+    from medrepro.provenance.records import ProvenanceStore, record_path
+    from medrepro.report.scores import SOURCE
+    from medrepro.studies.brain.evaluation import with_runtimes
+
+    store = ProvenanceStore.load(job.provenance_dir)
+    frames = []
+    for name, path in job.input.items():
+        if not name.startswith("cases_"):
+            continue
+        found = store.producer(path)
+        if found is None:
+            raise DataError(path, "no provenance record of the job that wrote it; rerun its evaluation")
+        record, _ = found
+        job.extra_inputs.append(str(record_path(job.provenance_dir, record["rule"], record["wildcards"])))
+        cases = pd.read_csv(path).assign(**{SOURCE: str(path)})
+        frames.append(with_runtimes(cases, record.get("extra", {}).get("runtimes", {}), path))
+    return pd.concat(frames, ignore_index=True)
 
 
 def landmark_errors(job: Job) -> None:
