@@ -48,8 +48,7 @@ class Registered:
 
 
 def carry_with_field(displacement: np.ndarray, moving_points: np.ndarray) -> np.ndarray:
-    points, residual = invert_points(displacement, moving_points)
-    return points
+    return invert_points(displacement, moving_points)[0]
 
 
 def identity(case: PreparedCase) -> Registered:

@@ -118,10 +118,9 @@ def prepare_case(case: brats_reg.Case, split: str, modalities, voxel_mm: float) 
 
 
 def _landmarks(path, geometry, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and physical points of a landmark file, checked to lie inside the native volume."""
-    ids, _ = brats_reg.landmarks_in_voxels(path, geometry, shape)
-    _, points = brats_reg.read_landmarks(path)
-    return ids, points
+    """Ids and physical points of a landmark file, checked to lie inside the native volume (read once)."""
+    ids, index = brats_reg.landmarks_in_voxels(path, geometry, shape)
+    return ids, geometry.index_to_physical(index)
 
 
 def split_cases(cases: list[brats_reg.Case], seed: int, test_fraction: float) -> dict[str, str]:

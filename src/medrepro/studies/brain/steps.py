@@ -172,13 +172,13 @@ def _registrar(job: Job):
 
 
 def _example_views(case, registered) -> dict:
-    from medrepro.spatial.warp import warp
     import torch
+
+    from medrepro.spatial.warp import warp
+    from medrepro.studies.brain.evaluation import jacobian_volume
 
     z, y, x = case.shape
     warped = warp(torch.from_numpy(case.moving[:1])[None], torch.from_numpy(registered.displacement)[None])[0, 0]
-    from medrepro.studies.brain.evaluation import jacobian_volume
-
     return {"case": case.name, "fixed": case.fixed[0, :z, :y, :x], "moving": case.moving[0, :z, :y, :x],
             "warped": warped.numpy()[:z, :y, :x], "jacobian": jacobian_volume(registered, case),
             "fixed_landmarks": case.fixed_landmarks, "moving_landmarks": case.moving_landmarks,
@@ -200,14 +200,6 @@ def _write_submission(job: Job, registrar, cases) -> None:
 
 
 # ------------------------------------------------------------------ reports
-def _read(job: Job, prefix: str) -> pd.DataFrame:
-    from medrepro.report.scores import SOURCE
-
-    frames = [pd.read_csv(path).assign(**{SOURCE: str(path)}) for name, path in job.input.items()
-              if name.startswith(prefix)]
-    return pd.concat(frames, ignore_index=True)
-
-
 def _case_scores(job: Job) -> pd.DataFrame:
     """Every method's per-case scores with the run times from the records of the jobs that wrote them; those
     records are recorded as this step's inputs."""
