@@ -58,3 +58,22 @@ def job_device(job: Job):
     device = resolve_device()
     job.extra["device"] = str(device)
     return device
+
+
+def recorded_extras(job: Job, paths, key: str) -> dict:
+    """What the jobs that wrote ``paths`` kept under ``extra[key]`` in their provenance records (path -> value, None
+    where a record has none), for values that are no output's content, such as run times. Each record becomes an
+    input of this job, so the provenance of what it makes from them names their source."""
+    from medrepro.errors import DataError
+    from medrepro.provenance.records import ProvenanceStore, record_path
+
+    store = ProvenanceStore.load(job.provenance_dir)
+    found = {}
+    for path in paths:
+        producer = store.producer(path)
+        if producer is None:
+            raise DataError(path, "no provenance record of the job that wrote it; rerun that job")
+        record, _ = producer
+        job.extra_inputs.append(str(record_path(job.provenance_dir, record["rule"], record["wildcards"])))
+        found[str(path)] = record.get("extra", {}).get(key)
+    return found

@@ -8,7 +8,7 @@ from medrepro.data import sourcing
 from medrepro.errors import DataError
 from medrepro.provenance.pinning import MANIFEST_FILE, write_manifest
 from medrepro.pipeline.runner import Job, _Namespace
-from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import download_step, obtain_step, record_user_copy, recorded_extras, synthesize_step
 
 
 def check_layout(raw_root: Path) -> dict:
@@ -75,3 +75,20 @@ def test_record_user_copy_adds_the_directory_once(tmp_path):
     record_user_copy(j, tmp_path / "copy")
     record_user_copy(j, str(tmp_path / "copy"))
     assert j.extra_inputs == [str(tmp_path / "copy")]
+
+
+def test_recorded_extras_reads_the_writers_records_and_makes_them_inputs(tmp_path):
+    from medrepro.provenance.records import build_record, write_record
+
+    made = tmp_path / "made.csv"
+    made.write_text("x\n1\n")
+    record = build_record(rule="writer", wildcards={"seed": "0"}, inputs=[], outputs=[str(made)], params={},
+                          threads=1, resources={}, started="t0", finished="t1", log=[],
+                          extra={"runtimes": {"a": 1.5}})
+    record_file = write_record(tmp_path / "provenance", record)
+    j = job(tmp_path)
+    assert recorded_extras(j, [str(made)], "runtimes") == {str(made): {"a": 1.5}}
+    assert recorded_extras(j, [str(made)], "absent") == {str(made): None}
+    assert j.extra_inputs == [str(record_file)] * 2
+    with pytest.raises(DataError, match="orphan.csv: no provenance record of the job that wrote it"):
+        recorded_extras(job(tmp_path), [str(tmp_path / "orphan.csv")], "runtimes")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from medrepro.data.atomic import atomic_dir, atomic_path, write_csv
-from medrepro.errors import DataError
 from medrepro.pipeline.runner import Job
-from medrepro.pipeline.steps import job_device, obtain_step, record_user_copy, synthesize_step
+from medrepro.pipeline.steps import (job_device, obtain_step, record_user_copy, recorded_extras,
+                                     synthesize_step)
 
 log = logging.getLogger(__name__)
 
@@ -201,25 +201,14 @@ def _write_submission(job: Job, registrar, cases) -> None:
 
 # ------------------------------------------------------------------ reports
 def _case_scores(job: Job) -> pd.DataFrame:
-    """Every method's per-case scores with the run times from the records of the jobs that wrote them; those
-    records are recorded as this step's inputs."""
-    from medrepro.provenance.records import ProvenanceStore, record_path
+    """Every method's per-case scores with the run times from the records of the jobs that wrote them."""
     from medrepro.report.scores import SOURCE
     from medrepro.studies.brain.evaluation import with_runtimes
 
-    store = ProvenanceStore.load(job.provenance_dir)
-    frames = []
-    for name, path in job.input.items():
-        if not name.startswith("cases_"):
-            continue
-        found = store.producer(path)
-        if found is None:
-            raise DataError(path, "no provenance record of the job that wrote it; rerun its evaluation")
-        record, _ = found
-        job.extra_inputs.append(str(record_path(job.provenance_dir, record["rule"], record["wildcards"])))
-        cases = pd.read_csv(path).assign(**{SOURCE: str(path)})
-        frames.append(with_runtimes(cases, record.get("extra", {}).get("runtimes", {}), path))
-    return pd.concat(frames, ignore_index=True)
+    paths = [path for name, path in job.input.items() if name.startswith("cases_")]
+    runtimes = recorded_extras(job, paths, "runtimes")
+    return pd.concat([with_runtimes(pd.read_csv(path).assign(**{SOURCE: str(path)}), runtimes[str(path)] or {}, path)
+                      for path in paths], ignore_index=True)
 
 
 def landmark_errors(job: Job) -> None:
